@@ -1,0 +1,727 @@
+//! The domain: link an account (the callback) and keep its token fresh and in use (the
+//! scheduled refresh). Plain functions over the ports [`TokenStore`], [`Refresher`] and
+//! [`Mailbox`]; no AWS or HTTP code is needed to follow what happens.
+//!
+//! The one rule that is never broken: the stored refresh token is only ever replaced by a
+//! newer grant. A failed refresh, a revoked grant or a failed Gmail call leaves it as it was.
+
+use crate::client_secrets::ClientSecrets;
+use crate::error::{Chain, Error};
+use crate::gmail::{GmailError, Mailbox, MessageSummary};
+use crate::oauth::{GoogleOAuth, Grant, OAuthError, Refresher, TokenClient};
+use crate::store::{Parameter, StoreError, TokenStore};
+use crate::token::{StoredToken, expiry_format};
+use chrono::{DateTime, TimeDelta, Utc};
+use oauth2::{AuthorizationCode, ClientId, ClientSecret, PkceCodeVerifier, RedirectUrl};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What one scheduled run needs to know.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub client_secrets_param: String,
+    pub token_param: String,
+    pub query: String,
+    pub max_messages: usize,
+    /// The deployed `/authorize` URL, quoted when someone has to consent again.
+    pub authorize_url: Option<String>,
+}
+
+/// The result of a scheduled run (the Lambda's JSON output).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunSummary {
+    pub account: String,
+    pub token_refreshed: bool,
+    pub expires_at: String,
+    pub query: String,
+    pub message_count: usize,
+    pub messages: Vec<MessageSummary>,
+}
+
+/// The scheduled run: load → refresh if expiring (and store it) → read mail → on a 401,
+/// refresh once and read again. `invalid_grant` ends the run with
+/// [`Error::ReauthorizationRequired`] and the stored token untouched.
+pub async fn refresh_and_read_mail(
+    store: &impl TokenStore,
+    oauth: &impl Refresher,
+    gmail: &impl Mailbox,
+    settings: &RunSettings,
+    now: DateTime<Utc>,
+) -> Result<RunSummary, Error> {
+    let (secrets, mut session) = load(store, settings).await?;
+
+    let mut refreshed = false;
+    if session.token.expires_within_margin(now) {
+        session
+            .refresh(store, oauth, &secrets, settings, now)
+            .await?;
+        refreshed = true;
+    }
+
+    let mail = match read_mail(gmail, &mut session, settings).await {
+        Err(GmailError::Unauthorized) => {
+            tracing::warn!("Gmail rejected the access token; refreshing once and trying again");
+            session
+                .refresh(store, oauth, &secrets, settings, now)
+                .await?;
+            refreshed = true;
+            read_mail(gmail, &mut session, settings)
+                .await
+                .map_err(|error| match error {
+                    GmailError::Unauthorized => Error::ReauthorizationRequired {
+                        reason: "Gmail still answers 401 after a token refresh".into(),
+                        authorize_url: settings.authorize_url.clone(),
+                    },
+                    other => Error::Upstream(other.to_string()),
+                })?
+        }
+        other => other.map_err(|e| Error::Upstream(e.to_string()))?,
+    };
+
+    Ok(RunSummary {
+        account: session.token.account().unwrap_or_default().to_owned(),
+        token_refreshed: refreshed,
+        expires_at: session
+            .token
+            .expiry
+            .as_ref()
+            .map(expiry_format::format)
+            .unwrap_or_default(),
+        query: settings.query.clone(),
+        message_count: mail.len(),
+        messages: mail,
+    })
+}
+
+/// A token in use during one run, with the version it was read at.
+struct Session {
+    token: StoredToken,
+    version: i64,
+}
+
+impl Session {
+    /// Refreshes the access token and stores the result. The refresh token is replaced
+    /// only when Google sent a new one (Google usually does not).
+    async fn refresh(
+        &mut self,
+        store: &impl TokenStore,
+        oauth: &impl Refresher,
+        secrets: &ClientSecrets,
+        settings: &RunSettings,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let Some(refresh_token) = self.token.refresh_token.clone() else {
+            return Err(reauthorize(
+                "the stored token has no refresh_token",
+                settings,
+            ));
+        };
+        let grant = match oauth
+            .refresh(&refresh_client(secrets, &self.token), &refresh_token)
+            .await
+        {
+            Ok(grant) => grant,
+            Err(OAuthError::InvalidGrant) => {
+                tracing::error!(parameter = %settings.token_param, "refresh token expired or revoked; stored token left as it was");
+                return Err(reauthorize(
+                    "Google answered invalid_grant to the refresh",
+                    settings,
+                ));
+            }
+            Err(error) => return Err(Error::Upstream(error.to_string())),
+        };
+        let before = self.token.clone();
+        apply_grant(&mut self.token, grant, now);
+        if !self.token.same_as(&before) {
+            self.version = store
+                .put_secret(&settings.token_param, &self.token.to_json())
+                .await
+                .map_err(|e| store_failed(&e))?;
+            tracing::info!(parameter = %settings.token_param, version = self.version, "stored refreshed token");
+        }
+        Ok(())
+    }
+}
+
+/// Which client identity refreshes a token: the configured client secrets, unless the
+/// token was issued to another client (for example a `pythonic_gmail` desktop client), in
+/// which case only that client's own credentials, kept in the token, can refresh it.
+fn refresh_client(secrets: &ClientSecrets, token: &StoredToken) -> TokenClient {
+    let configured = TokenClient::from(secrets);
+    let (Some(id), Some(secret), Some(uri)) =
+        (&token.client_id, &token.client_secret, &token.token_uri)
+    else {
+        return configured;
+    };
+    if id == configured.client_id.as_str() {
+        return configured;
+    }
+    match crate::client_secrets::endpoint_url(uri) {
+        Ok(token_uri) => TokenClient {
+            client_id: ClientId::new(id.clone()),
+            client_secret: secret.clone(),
+            token_uri,
+        },
+        Err(_) => configured,
+    }
+}
+
+/// Folds a grant into the stored token, keeping the old refresh token when none came back.
+fn apply_grant(token: &mut StoredToken, grant: Grant, now: DateTime<Utc>) {
+    token.token = Some(grant.access_token);
+    if let Some(refresh_token) = grant.refresh_token {
+        token.refresh_token = Some(refresh_token);
+    }
+    token.expiry = grant
+        .expires_in
+        .and_then(|d| TimeDelta::from_std(d).ok())
+        .map(|d| now + d);
+}
+
+/// Lists and summarises the messages; learns the account address if the token lacks it.
+async fn read_mail(
+    gmail: &impl Mailbox,
+    session: &mut Session,
+    settings: &RunSettings,
+) -> Result<Vec<MessageSummary>, GmailError> {
+    let access = session
+        .token
+        .token
+        .clone()
+        .unwrap_or_else(|| oauth2::AccessToken::new(String::new()));
+    if session.token.account().is_none() {
+        // Tokens written by google-auth carry `"account": ""`.
+        session.token.account = Some(gmail.profile(&access).await?.email_address);
+    }
+    let ids = gmail
+        .list_messages(&access, &settings.query, settings.max_messages)
+        .await?;
+    gmail.summaries(&access, &ids).await
+}
+
+/// Reads the client secrets and the token in one store call.
+async fn load(
+    store: &impl TokenStore,
+    settings: &RunSettings,
+) -> Result<(ClientSecrets, Session), Error> {
+    let params = [
+        settings.client_secrets_param.as_str(),
+        settings.token_param.as_str(),
+    ];
+    let mut found = store
+        .get_many(&params)
+        .await
+        .map_err(|e| store_failed(&e))?
+        .into_iter();
+    let (secrets, token) = (found.next().flatten(), found.next().flatten());
+    let secrets = parse_client_secrets(settings.client_secrets_param.as_str(), secrets)?;
+    let Some(Parameter { value, version, .. }) = token else {
+        return Err(Error::TokenNotFound {
+            parameter: settings.token_param.clone(),
+            authorize_url: settings.authorize_url.clone(),
+        });
+    };
+    let token = StoredToken::from_json(&value).map_err(|problem| {
+        Error::InvalidConfiguration(format!(
+            "token parameter {} {problem}",
+            settings.token_param
+        ))
+    })?;
+    Ok((secrets, Session { token, version }))
+}
+
+/// Client secrets from a parameter read, or an `InvalidConfiguration` naming the parameter.
+pub fn parse_client_secrets(
+    name: &str,
+    parameter: Option<Parameter>,
+) -> Result<ClientSecrets, Error> {
+    let parameter = parameter.ok_or_else(|| {
+        Error::InvalidConfiguration(format!(
+            "client secrets parameter {name} does not exist; store the JSON downloaded from Google Cloud Console there"
+        ))
+    })?;
+    ClientSecrets::from_json(&parameter.value)
+        .map_err(|problem| Error::InvalidConfiguration(format!("parameter {name}: {problem}")))
+}
+
+fn reauthorize(reason: &str, settings: &RunSettings) -> Error {
+    Error::ReauthorizationRequired {
+        reason: reason.into(),
+        authorize_url: settings.authorize_url.clone(),
+    }
+}
+
+fn store_failed(error: &StoreError) -> Error {
+    tracing::error!(error = %Chain(error), "parameter store failed");
+    Error::Upstream(format!("SSM {error}"))
+}
+
+/// `ALLOWED_ACCOUNTS`: mailbox addresses and `@domain` entries, case-insensitive.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedAccounts(Vec<String>);
+
+impl AllowedAccounts {
+    pub fn parse(list: &str) -> Self {
+        AllowedAccounts(
+            list.split(',')
+                .map(|e| e.trim().to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `account` may be linked. An empty list allows nobody.
+    pub fn allows(&self, account: &str) -> bool {
+        let account = account.trim().to_ascii_lowercase();
+        let domain = account.rsplit_once('@').map(|(_, d)| d);
+        self.0.iter().any(|entry| match entry.strip_prefix('@') {
+            Some(allowed_domain) => domain == Some(allowed_domain),
+            None => *entry == account,
+        })
+    }
+}
+
+/// Why linking an account failed. Each maps to one HTTP status in the callback.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("Google did not accept the authorization code (it was already used or has expired)")]
+    CodeRejected,
+    #[error("the consent did not grant every required permission (missing: {})", .missing.join(" "))]
+    ScopeNotGranted { missing: Vec<String> },
+    #[error("the account {account} is not allowed to be linked")]
+    AccountNotAllowed { account: String },
+    #[error("Google did not issue a refresh token for {account}")]
+    NoRefreshToken { account: String },
+    #[error("{0}")]
+    Upstream(String),
+}
+
+/// What the callback has verified before it may redeem a code.
+pub struct VerifiedCallback<'a> {
+    pub secrets: &'a ClientSecrets,
+    pub code: AuthorizationCode,
+    pub pkce_verifier: PkceCodeVerifier,
+    pub redirect_uri: &'a RedirectUrl,
+    pub required_scopes: &'a [String],
+    pub allowed: &'a AllowedAccounts,
+    pub token_param: &'a str,
+    /// The token stored before this consent, if any and readable.
+    pub existing: Option<StoredToken>,
+}
+
+/// The callback after its state check: redeem the code, check the scopes, identify the
+/// mailbox, check the allow-list, store the token. Returns the linked address.
+pub async fn link_account(
+    store: &impl TokenStore,
+    google: &GoogleOAuth,
+    gmail: &impl Mailbox,
+    callback: VerifiedCallback<'_>,
+    now: DateTime<Utc>,
+) -> Result<String, LinkError> {
+    let grant = google
+        .exchange_code(
+            callback.secrets,
+            callback.code,
+            callback.pkce_verifier,
+            callback.redirect_uri,
+        )
+        .await
+        .map_err(|error| match error {
+            OAuthError::InvalidGrant => LinkError::CodeRejected,
+            other => LinkError::Upstream(other.to_string()),
+        })?;
+
+    let granted = grant
+        .scopes
+        .clone()
+        .unwrap_or_else(|| callback.required_scopes.to_vec());
+    let missing: Vec<String> = callback
+        .required_scopes
+        .iter()
+        .filter(|s| !granted.contains(s))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(LinkError::ScopeNotGranted { missing });
+    }
+
+    let account = gmail
+        .profile(&grant.access_token)
+        .await
+        .map_err(|e| LinkError::Upstream(e.to_string()))?
+        .email_address;
+    if !callback.allowed.allows(&account) {
+        return Err(LinkError::AccountNotAllowed { account });
+    }
+
+    // Without a new refresh token, the stored one may be kept only for the same mailbox.
+    let refresh_token = match (&grant.refresh_token, &callback.existing) {
+        (Some(new), _) => new.clone(),
+        (None, Some(old))
+            if old
+                .account()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&account)) =>
+        {
+            match &old.refresh_token {
+                Some(kept) => kept.clone(),
+                None => return Err(LinkError::NoRefreshToken { account }),
+            }
+        }
+        (None, _) => return Err(LinkError::NoRefreshToken { account }),
+    };
+
+    let mut extra = Map::new();
+    extra.insert("universe_domain".into(), Value::from("googleapis.com"));
+    let mut token = StoredToken {
+        token: None,
+        refresh_token: Some(refresh_token),
+        token_uri: Some(callback.secrets.token_uri.to_string()),
+        client_id: Some(callback.secrets.client_id.to_string()),
+        client_secret: Some(ClientSecret::new(
+            callback.secrets.client_secret.secret().clone(),
+        )),
+        scopes: granted,
+        account: Some(account.clone()),
+        expiry: None,
+        extra,
+    };
+    apply_grant(
+        &mut token,
+        Grant {
+            refresh_token: None,
+            ..grant
+        },
+        now,
+    );
+    let version = store
+        .put_secret(callback.token_param, &token.to_json())
+        .await
+        .map_err(|e| LinkError::Upstream(format!("SSM {e}")))?;
+    tracing::info!(
+        parameter = callback.token_param,
+        version,
+        "stored token of newly linked account"
+    );
+    Ok(account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gmail::{MessageRef, Profile};
+    use crate::store::MemoryStore;
+    use oauth2::{AccessToken, RefreshToken};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    const SECRETS: &str = include_str!("../../../shared/fixtures/client-secrets-web.json");
+    const TOKEN: &str =
+        include_str!("../../../shared/fixtures/google-auth-token-after-consent.json");
+
+    fn now() -> DateTime<Utc> {
+        expiry_format::parse("2026-11-23T12:00:00Z").unwrap()
+    }
+
+    fn settings() -> RunSettings {
+        RunSettings {
+            client_secrets_param: "/t/secrets".into(),
+            token_param: "/t/token".into(),
+            query: "in:inbox".into(),
+            max_messages: 25,
+            authorize_url: Some("https://x.example/authorize".into()),
+        }
+    }
+
+    /// A token whose access token expires at `expiry`, for account `me@example.com`.
+    fn stored(expiry: &str) -> String {
+        let mut token = StoredToken::from_json(TOKEN).unwrap();
+        token.expiry = expiry_format::parse(expiry);
+        token.account = Some("me@example.com".into());
+        token.to_json()
+    }
+
+    fn store_with(token: &str) -> MemoryStore {
+        MemoryStore::with(&[("/t/secrets", SECRETS), ("/t/token", token)])
+    }
+
+    /// Answers refreshes from a script and counts them.
+    struct ScriptedRefresher(Mutex<Vec<Result<Grant, OAuthError>>>);
+
+    impl ScriptedRefresher {
+        fn new(answers: Vec<Result<Grant, OAuthError>>) -> Self {
+            ScriptedRefresher(Mutex::new(answers))
+        }
+        fn remaining(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    impl Refresher for ScriptedRefresher {
+        async fn refresh(&self, _: &TokenClient, _: &RefreshToken) -> Result<Grant, OAuthError> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    fn grant(access: &str, refresh: Option<&str>) -> Result<Grant, OAuthError> {
+        Ok(Grant {
+            access_token: AccessToken::new(access.into()),
+            refresh_token: refresh.map(|r| RefreshToken::new(r.into())),
+            expires_in: Some(Duration::from_secs(3599)),
+            scopes: None,
+        })
+    }
+
+    /// A mailbox with two messages that accepts only `valid_token`, and can fail once.
+    struct FakeMailbox {
+        valid_token: String,
+        unauthorized_once: Mutex<bool>,
+    }
+
+    impl FakeMailbox {
+        fn accepting(token: &str) -> Self {
+            FakeMailbox {
+                valid_token: token.into(),
+                unauthorized_once: Mutex::new(false),
+            }
+        }
+        fn check(&self, token: &AccessToken) -> Result<(), GmailError> {
+            let mut once = self.unauthorized_once.lock().unwrap();
+            if *once {
+                *once = false;
+                return Err(GmailError::Unauthorized);
+            }
+            if token.secret() == &self.valid_token {
+                Ok(())
+            } else {
+                Err(GmailError::Unauthorized)
+            }
+        }
+    }
+
+    impl Mailbox for FakeMailbox {
+        async fn profile(&self, token: &AccessToken) -> Result<Profile, GmailError> {
+            self.check(token)?;
+            Ok(Profile {
+                email_address: "me@example.com".into(),
+            })
+        }
+        async fn list_messages(
+            &self,
+            token: &AccessToken,
+            _: &str,
+            max: usize,
+        ) -> Result<Vec<MessageRef>, GmailError> {
+            self.check(token)?;
+            Ok(["m1", "m2"]
+                .iter()
+                .take(max)
+                .map(|id| MessageRef {
+                    id: (*id).into(),
+                    thread_id: "t".into(),
+                })
+                .collect())
+        }
+        async fn summaries(
+            &self,
+            token: &AccessToken,
+            refs: &[MessageRef],
+        ) -> Result<Vec<MessageSummary>, GmailError> {
+            self.check(token)?;
+            Ok(refs
+                .iter()
+                .map(|r| MessageSummary {
+                    id: r.id.clone(),
+                    thread_id: r.thread_id.clone(),
+                    from: "a@b".into(),
+                    subject: "s".into(),
+                    date: "d".into(),
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_is_used_without_refresh_or_write() {
+        let store = store_with(&stored("2026-11-23T12:30:00Z"));
+        let oauth = ScriptedRefresher::new(vec![]);
+        let summary = refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("ya29.a0-example-access-token"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        assert!(!summary.token_refreshed);
+        assert_eq!(summary.message_count, 2);
+        assert_eq!(summary.account, "me@example.com");
+        assert_eq!(summary.expires_at, "2026-11-23T12:30:00Z");
+        assert!(store.writes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expiring_token_is_refreshed_and_stored_keeping_the_refresh_token() {
+        let store = store_with(&stored("2026-11-23T12:04:00Z"));
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
+        let summary = refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("new-access"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        assert!(summary.token_refreshed);
+        assert_eq!(summary.expires_at, "2026-11-23T12:59:59Z");
+        assert_eq!(store.writes(), ["/t/token"]);
+        let written = StoredToken::from_json(&store.value("/t/token").unwrap()).unwrap();
+        assert_eq!(written.token.unwrap().secret(), "new-access");
+        assert_eq!(
+            written.refresh_token.unwrap().secret(),
+            "1//0g-example-refresh-token"
+        );
+        assert_eq!(
+            written.extra.get("universe_domain"),
+            Some(&Value::from("googleapis.com"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_refresh_token_from_google_replaces_the_old_one() {
+        let store = store_with(&stored("2026-11-23T11:00:00Z"));
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", Some("1//new-refresh"))]);
+        refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("new-access"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        let written = StoredToken::from_json(&store.value("/t/token").unwrap()).unwrap();
+        assert_eq!(written.refresh_token.unwrap().secret(), "1//new-refresh");
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_requires_reauthorization_and_leaves_the_token_untouched() {
+        let original = stored("2026-11-23T11:00:00Z");
+        let store = store_with(&original);
+        let oauth = ScriptedRefresher::new(vec![Err(OAuthError::InvalidGrant)]);
+        let error = refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("x"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        assert!(error.to_string().contains("https://x.example/authorize"));
+        assert!(store.writes().is_empty());
+        assert_eq!(store.value("/t/token").unwrap(), original);
+    }
+
+    #[tokio::test]
+    async fn a_401_refreshes_once_and_retries() {
+        let store = store_with(&stored("2026-11-23T12:30:00Z"));
+        let oauth = ScriptedRefresher::new(vec![grant("second-access", None)]);
+        let summary = refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("second-access"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        assert!(summary.token_refreshed);
+        assert_eq!(oauth.remaining(), 0);
+        assert_eq!(store.writes().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_401_after_the_refresh_requires_reauthorization() {
+        let store = store_with(&stored("2026-11-23T12:30:00Z"));
+        let oauth = ScriptedRefresher::new(vec![grant("still-refused", None)]);
+        let error = refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("nothing"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        assert!(error.to_string().contains("401"), "{error}");
+        let written = StoredToken::from_json(&store.value("/t/token").unwrap()).unwrap();
+        assert_eq!(
+            written.refresh_token.unwrap().secret(),
+            "1//0g-example-refresh-token"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_or_broken_parameters_are_typed_errors() {
+        let store = MemoryStore::with(&[("/t/secrets", SECRETS)]);
+        let oauth = ScriptedRefresher::new(vec![]);
+        let mailbox = FakeMailbox::accepting("x");
+        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "TokenNotFound");
+        assert!(error.to_string().contains("/t/token"));
+
+        let store = MemoryStore::with(&[("/t/token", TOKEN)]);
+        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidConfiguration");
+        assert!(error.to_string().contains("/t/secrets"));
+
+        let store = store_with("{not json");
+        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidConfiguration");
+        assert!(error.to_string().contains("/t/token"));
+        assert_eq!(store.value("/t/token").unwrap(), "{not json");
+    }
+
+    #[test]
+    fn allowed_accounts_match_addresses_and_domains_case_insensitively() {
+        let allowed = AllowedAccounts::parse(" Me@Example.com , @corp.example ,");
+        assert!(allowed.allows("me@example.com"));
+        assert!(allowed.allows("ME@EXAMPLE.COM"));
+        assert!(allowed.allows("anyone@Corp.Example"));
+        assert!(!allowed.allows("you@example.com"));
+        assert!(!allowed.allows("x@evilcorp.example"));
+        assert!(!allowed.allows("x@sub.corp.example"));
+        assert!(!AllowedAccounts::parse("").allows("me@example.com"));
+        assert!(AllowedAccounts::parse(" , ").is_empty());
+    }
+
+    #[test]
+    fn a_token_from_another_client_is_refreshed_with_its_own_credentials() {
+        let secrets = ClientSecrets::from_json(SECRETS).unwrap();
+        let mut token = StoredToken::from_json(TOKEN).unwrap();
+        assert_eq!(
+            refresh_client(&secrets, &token).client_id.as_str(),
+            secrets.client_id.as_str()
+        );
+        token.client_id = Some("other-client".into());
+        token.token_uri = Some("https://oauth2.googleapis.com/token".into());
+        assert_eq!(
+            refresh_client(&secrets, &token).client_id.as_str(),
+            "other-client"
+        );
+    }
+}

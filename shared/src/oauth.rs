@@ -1,0 +1,375 @@
+//! Google OAuth 2.0 through the `oauth2` crate: the authorization URL (with state and PKCE),
+//! the code exchange and the refresh grant.
+//!
+//! Google's web-server flow: <https://developers.google.com/identity/protocols/oauth2/web-server>.
+//! PKCE is RFC 7636 (S256 only); `access_type=offline` and `prompt=consent` make Google issue
+//! a refresh token on every consent. HTTP goes through one shared `reqwest` client that
+//! follows no redirects (a redirect-following OAuth client is an SSRF hole) and times out.
+
+use crate::client_secrets::ClientSecrets;
+use crate::retry::RetryPolicy;
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+use url::Url;
+
+/// The one HTTP client for Google: rustls, no redirects, bounded connect and request time.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("gmail-oauth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        // Only fails when the TLS backend cannot initialise: nothing a caller could recover from.
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// What the token endpoint granted. Secrets are redacted in `Debug`.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: oauth2::AccessToken,
+    pub refresh_token: Option<RefreshToken>,
+    pub expires_in: Option<Duration>,
+    /// `None` when Google did not say, which RFC 6749 §5.1 defines as "as requested".
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Why a token request failed. Messages carry Google's error codes, never tokens or bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The code or refresh token is expired, revoked or already used (RFC 6749 §5.2).
+    #[error("Google answered invalid_grant")]
+    InvalidGrant,
+    /// Google refused the request for another reason (`invalid_client`, …).
+    #[error("Google refused the token request: {0}")]
+    Rejected(String),
+    /// Network failure, timeout, 429 or 5xx, after the retries allowed.
+    #[error("Google's token endpoint is unavailable: {0}")]
+    Unavailable(String),
+    /// The answer was not a token response.
+    #[error("Google's token endpoint sent an unreadable answer ({0})")]
+    Malformed(String),
+}
+
+/// The client identity used at the token endpoint.
+#[derive(Debug, Clone)]
+pub struct TokenClient {
+    pub client_id: ClientId,
+    pub client_secret: ClientSecret,
+    pub token_uri: Url,
+}
+
+impl From<&ClientSecrets> for TokenClient {
+    fn from(secrets: &ClientSecrets) -> Self {
+        TokenClient {
+            client_id: secrets.client_id.clone(),
+            client_secret: secrets.client_secret.clone(),
+            token_uri: secrets.token_uri.clone(),
+        }
+    }
+}
+
+/// The refresh grant, as the token lifecycle needs it (a port: tests substitute it).
+pub trait Refresher: Send + Sync {
+    fn refresh(
+        &self,
+        client: &TokenClient,
+        refresh_token: &RefreshToken,
+    ) -> impl Future<Output = Result<Grant, OAuthError>> + Send;
+}
+
+/// A consent request about to be sent to the browser.
+pub struct AuthorizationRequest {
+    pub url: Url,
+    pub state: CsrfToken,
+    pub pkce_verifier: PkceCodeVerifier,
+}
+
+/// What to ask Google for in the authorization URL.
+pub struct ConsentParams<'a> {
+    pub redirect_uri: &'a RedirectUrl,
+    pub scopes: &'a [String],
+    pub login_hint: Option<&'a str>,
+}
+
+/// Google's OAuth endpoints over the shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct GoogleOAuth {
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+type Configured =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+impl GoogleOAuth {
+    pub fn new(http: reqwest::Client) -> Self {
+        GoogleOAuth {
+            http,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                ..RetryPolicy::default()
+            },
+        }
+    }
+
+    fn client(client: &TokenClient, auth_uri: Option<&Url>) -> Configured {
+        // The authorization URL is unused for token requests; the token URL stands in.
+        let auth = auth_uri.unwrap_or(&client.token_uri);
+        BasicClient::new(client.client_id.clone())
+            .set_client_secret(client.client_secret.clone())
+            .set_auth_uri(AuthUrl::from_url(auth.clone()))
+            .set_token_uri(TokenUrl::from_url(client.token_uri.clone()))
+    }
+
+    /// oauth2's HTTP hook over the shared client (a clone shares its connection pool).
+    fn transport(
+        &self,
+    ) -> impl Fn(
+        HttpRequest,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send>,
+    > + Send
+    + Sync {
+        let http = self.http.clone();
+        move |request| {
+            let http = http.clone();
+            Box::pin(async move { send(&http, request).await })
+        }
+    }
+
+    /// The consent URL with a fresh state and PKCE S256 verifier (RFC 7636 §4.1–4.2).
+    pub fn authorization_request(
+        &self,
+        secrets: &ClientSecrets,
+        params: ConsentParams<'_>,
+    ) -> AuthorizationRequest {
+        let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
+        let client = Self::client(&TokenClient::from(secrets), Some(&secrets.auth_uri));
+        let mut request = client
+            .authorize_url(CsrfToken::new_random)
+            .set_redirect_uri(Cow::Borrowed(params.redirect_uri))
+            .add_scopes(params.scopes.iter().cloned().map(Scope::new))
+            .set_pkce_challenge(challenge)
+            .add_extra_param("access_type", "offline")
+            .add_extra_param("prompt", "consent")
+            .add_extra_param("include_granted_scopes", "true");
+        if let Some(hint) = params.login_hint {
+            request = request.add_extra_param("login_hint", hint.to_owned());
+        }
+        let (url, state) = request.url();
+        AuthorizationRequest {
+            url,
+            state,
+            pkce_verifier,
+        }
+    }
+
+    /// Redeems an authorization code. Never retried: a code is single-use, and a retry after
+    /// a lost answer would only earn `invalid_grant`.
+    pub async fn exchange_code(
+        &self,
+        secrets: &ClientSecrets,
+        code: AuthorizationCode,
+        pkce_verifier: PkceCodeVerifier,
+        redirect_uri: &RedirectUrl,
+    ) -> Result<Grant, OAuthError> {
+        let http = self.transport();
+        Self::client(&TokenClient::from(secrets), None)
+            .exchange_code(code)
+            .set_pkce_verifier(pkce_verifier)
+            .set_redirect_uri(Cow::Borrowed(redirect_uri))
+            .request_async(&http)
+            .await
+            .map(grant)
+            .map_err(classify)
+    }
+}
+
+impl Refresher for GoogleOAuth {
+    /// The refresh grant (RFC 6749 §6), retried with backoff while Google is unavailable.
+    async fn refresh(
+        &self,
+        client: &TokenClient,
+        refresh_token: &RefreshToken,
+    ) -> Result<Grant, OAuthError> {
+        let configured = Self::client(client, None);
+        let http = self.transport();
+        let mut attempt = 1;
+        loop {
+            let result = configured
+                .exchange_refresh_token(refresh_token)
+                .request_async(&http)
+                .await;
+            match result.map(grant).map_err(classify) {
+                Err(OAuthError::Unavailable(reason)) => match self.retry.delay_after(attempt, None)
+                {
+                    Some(delay) => {
+                        tracing::warn!(attempt, %reason, "token endpoint unavailable, retrying");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(OAuthError::Unavailable(reason)),
+                },
+                other => return other,
+            }
+        }
+    }
+}
+
+fn grant(response: oauth2::basic::BasicTokenResponse) -> Grant {
+    Grant {
+        access_token: response.access_token().clone(),
+        refresh_token: response.refresh_token().cloned(),
+        expires_in: response.expires_in(),
+        scopes: response
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+fn classify(
+    error: RequestTokenError<TransportError, oauth2::basic::BasicErrorResponse>,
+) -> OAuthError {
+    match error {
+        RequestTokenError::ServerResponse(response) => match response.error() {
+            BasicErrorResponseType::InvalidGrant => OAuthError::InvalidGrant,
+            other => OAuthError::Rejected(other.to_string()),
+        },
+        RequestTokenError::Request(transport) => OAuthError::Unavailable(transport.to_string()),
+        // Only the JSON path: serde's message can quote the offending value, maybe a token.
+        RequestTokenError::Parse(error, _body) => {
+            OAuthError::Malformed(format!("at {}", error.path()))
+        }
+        RequestTokenError::Other(reason) => OAuthError::Malformed(reason),
+    }
+}
+
+/// Why an HTTP exchange with Google did not produce an answer to interpret.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("request timed out")]
+    Timeout,
+    #[error("connection failed")]
+    Connect,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<reqwest::Error> for TransportError {
+    fn from(error: reqwest::Error) -> Self {
+        // reqwest's Display includes the URL; our URLs carry no secrets, but keep it short.
+        if error.is_timeout() {
+            TransportError::Timeout
+        } else if error.is_connect() {
+            TransportError::Connect
+        } else {
+            TransportError::Other(error.without_url().to_string())
+        }
+    }
+}
+
+/// oauth2's HTTP hook: one request through the shared client. 429 and 5xx become transport
+/// errors, so they are retried like timeouts rather than parsed as OAuth errors.
+async fn send(
+    http: &reqwest::Client,
+    request: HttpRequest,
+) -> Result<HttpResponse, TransportError> {
+    let request = reqwest::Request::try_from(request).map_err(TransportError::from)?;
+    let response = http.execute(request).await?;
+    let status = response.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(TransportError::Status(status.as_u16()));
+    }
+    let mut builder = oauth2::http::Response::builder().status(status);
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?;
+    builder
+        .body(body.to_vec())
+        .map_err(|e| TransportError::Other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEB: &str = include_str!("../../../shared/fixtures/client-secrets-web.json");
+
+    #[test]
+    fn authorization_url_carries_every_parameter_google_needs() {
+        let secrets = ClientSecrets::from_json(WEB).unwrap();
+        let redirect = RedirectUrl::new("https://abc.example/prod/callback".into()).unwrap();
+        let scopes = vec![
+            "https://www.googleapis.com/auth/gmail.readonly".to_owned(),
+            "openid".to_owned(),
+        ];
+        let request = GoogleOAuth::new(http_client()).authorization_request(
+            &secrets,
+            ConsentParams {
+                redirect_uri: &redirect,
+                scopes: &scopes,
+                login_hint: Some("me@example.com"),
+            },
+        );
+        assert!(
+            request
+                .url
+                .as_str()
+                .starts_with("https://accounts.google.com/o/oauth2/auth?")
+        );
+        let query: std::collections::HashMap<_, _> =
+            request.url.query_pairs().into_owned().collect();
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&request.pkce_verifier);
+        let expected = [
+            ("response_type", "code"),
+            ("client_id", secrets.client_id.as_str()),
+            ("redirect_uri", "https://abc.example/prod/callback"),
+            (
+                "scope",
+                "https://www.googleapis.com/auth/gmail.readonly openid",
+            ),
+            ("state", request.state.secret()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+            ("login_hint", "me@example.com"),
+        ];
+        for (key, value) in expected {
+            assert_eq!(query.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert_eq!(query.len(), expected.len());
+        // RFC 7636 §4.1: 43 to 128 characters of high entropy.
+        assert!((43..=128).contains(&request.pkce_verifier.secret().len()));
+        assert!(request.state.secret().len() >= 16);
+    }
+
+    #[test]
+    fn each_request_gets_a_fresh_state_and_verifier() {
+        let secrets = ClientSecrets::from_json(WEB).unwrap();
+        let redirect = RedirectUrl::new("https://abc.example/callback".into()).unwrap();
+        let params = || ConsentParams {
+            redirect_uri: &redirect,
+            scopes: &[],
+            login_hint: None,
+        };
+        let google = GoogleOAuth::new(http_client());
+        let a = google.authorization_request(&secrets, params());
+        let b = google.authorization_request(&secrets, params());
+        assert_ne!(a.state.secret(), b.state.secret());
+        assert_ne!(a.pkce_verifier.secret(), b.pkce_verifier.secret());
+        assert!(!a.url.query_pairs().any(|(k, _)| k == "login_hint"));
+    }
+}

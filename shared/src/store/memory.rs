@@ -1,0 +1,67 @@
+//! An in-memory store for unit tests. Integration tests use moto, never this.
+
+use super::{Parameter, StoreError, TokenStore};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Parameters in a map, with versions counted like SSM's and every write recorded.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    values: Mutex<HashMap<String, (String, i64)>>,
+    writes: Mutex<Vec<String>>,
+}
+
+impl MemoryStore {
+    pub fn with(params: &[(&str, &str)]) -> Self {
+        let store = MemoryStore::default();
+        if let Ok(mut values) = store.values.lock() {
+            for (name, value) in params {
+                values.insert((*name).to_owned(), ((*value).to_owned(), 1));
+            }
+        }
+        store
+    }
+
+    /// The current value of a parameter.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.values.lock().ok()?.get(name).map(|(v, _)| v.clone())
+    }
+
+    /// Names written so far, in order.
+    pub fn writes(&self) -> Vec<String> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn get_many(&self, names: &[&str]) -> Result<Vec<Option<Parameter>>, StoreError> {
+        let values = self.values.lock().map_err(|_| poisoned("GetParameters"))?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                values.get(*name).map(|(value, version)| Parameter {
+                    name: (*name).to_owned(),
+                    value: value.clone(),
+                    version: *version,
+                })
+            })
+            .collect())
+    }
+
+    async fn put_secret(&self, name: &str, value: &str) -> Result<i64, StoreError> {
+        let mut values = self.values.lock().map_err(|_| poisoned("PutParameter"))?;
+        let version = values.get(name).map_or(1, |(_, v)| v + 1);
+        values.insert(name.to_owned(), (value.to_owned(), version));
+        if let Ok(mut writes) = self.writes.lock() {
+            writes.push(name.to_owned());
+        }
+        Ok(version)
+    }
+}
+
+fn poisoned(operation: &'static str) -> StoreError {
+    StoreError::Unavailable {
+        operation,
+        detail: "memory store lock poisoned".into(),
+    }
+}
