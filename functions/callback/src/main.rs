@@ -1,1 +1,27 @@
-fn main() {}
+//! `oauth-callback`: the API Gateway Lambda that links a Gmail account.
+
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use oauth_callback::{App, Config};
+use std::convert::Infallible;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    // The runtime's subscriber honours AWS_LAMBDA_LOG_LEVEL and AWS_LAMBDA_LOG_FORMAT=json.
+    lambda_runtime::tracing::init_default_subscriber();
+
+    let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
+        tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
+    })?;
+    if config.allowed_accounts.is_empty() {
+        tracing::warn!("ALLOWED_ACCOUNTS is empty: no account can be linked until it is set");
+    }
+    let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
+    let app = App::new(config, store, gmail_oauth::oauth::http_client());
+
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
+        let app = &app;
+        async move { Ok::<_, Infallible>(app.handle(event.payload, chrono::Utc::now()).await) }
+    }))
+    .await
+}

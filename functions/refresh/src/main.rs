@@ -1,1 +1,23 @@
-fn main() {}
+//! `gmail-refresh`: the scheduled Lambda that keeps the token fresh and reads the mailbox.
+
+use gmail_refresh::{Config, Refresh};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    // The runtime's subscriber honours AWS_LAMBDA_LOG_LEVEL and AWS_LAMBDA_LOG_FORMAT=json.
+    lambda_runtime::tracing::init_default_subscriber();
+
+    let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
+        tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
+    })?;
+    let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
+    let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client());
+
+    // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
+    lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| {
+        let refresh = &refresh;
+        async move { refresh.run(chrono::Utc::now()).await }
+    }))
+    .await
+}

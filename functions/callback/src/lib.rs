@@ -1,0 +1,181 @@
+//! The callback function behind API Gateway: `GET /authorize` starts Google's consent,
+//! `GET /callback` completes it and stores the token (see `interface.md`).
+//!
+//! `main` builds an [`App`] once; [`App::handle`] answers one API Gateway event and never
+//! fails: every outcome is a page with a status.
+
+pub mod pages;
+pub mod request;
+pub mod routes;
+
+use chrono::{DateTime, Utc};
+use gmail_oauth::config::{self, CommonConfig, ConfigError};
+use gmail_oauth::gmail::GmailClient;
+use gmail_oauth::lifecycle::AllowedAccounts;
+use gmail_oauth::oauth::GoogleOAuth;
+use gmail_oauth::oauth2::RedirectUrl;
+use gmail_oauth::retry::RetryPolicy;
+use gmail_oauth::store::TokenStore;
+use http::{Method, Response};
+use lambda_http::Body;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use request::CallbackRequest;
+
+/// Settings read from the environment once, at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `REDIRECT_URI`; when unset, built from the API Gateway request context.
+    pub redirect_uri: Option<RedirectUrl>,
+    pub scopes: Vec<String>,
+    pub allowed_accounts: AllowedAccounts,
+}
+
+impl Config {
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let redirect_uri = config::var(lookup, "REDIRECT_URI")
+            .map(|raw| {
+                gmail_oauth::client_secrets::endpoint_url(&raw)
+                    .map(|url| RedirectUrl::from_url(url))
+                    .map_err(|problem| ConfigError {
+                        name: "REDIRECT_URI",
+                        problem,
+                    })
+            })
+            .transpose()?;
+        Ok(Config {
+            common: CommonConfig::from_lookup(lookup)?,
+            redirect_uri,
+            scopes: config::scopes(lookup),
+            allowed_accounts: AllowedAccounts::parse(
+                &config::var(lookup, "ALLOWED_ACCOUNTS").unwrap_or_default(),
+            ),
+        })
+    }
+}
+
+/// Everything built once per process and reused by warm invocations.
+pub struct App<S> {
+    pub config: Config,
+    pub store: S,
+    pub google: GoogleOAuth,
+    pub gmail: GmailClient,
+}
+
+impl<S: TokenStore> App<S> {
+    pub fn new(config: Config, store: S, http: reqwest::Client) -> Self {
+        let gmail = GmailClient::new(
+            http.clone(),
+            config.common.gmail_api_endpoint.clone(),
+            RetryPolicy::default(),
+        );
+        App {
+            google: GoogleOAuth::new(http),
+            gmail,
+            store,
+            config,
+        }
+    }
+
+    /// Answers one API Gateway HTTP API event.
+    pub async fn handle(
+        &self,
+        event: ApiGatewayV2httpRequest,
+        now: DateTime<Utc>,
+    ) -> ApiGatewayV2httpResponse {
+        let mut response = match CallbackRequest::from_event(event) {
+            Ok(request) => self.route(&request, now).await,
+            Err(problem) => {
+                tracing::warn!(%problem, "malformed request");
+                routes::bad_request(&format!("The request could not be read: {problem}."))
+            }
+        };
+        pages::secure_headers(&mut response);
+        into_api_gateway_response(response)
+    }
+
+    async fn route(&self, request: &CallbackRequest, now: DateTime<Utc>) -> Response<String> {
+        // Matched on the path's end, so a stage prefix (`/prod/callback`) does not matter.
+        let path = request.path.trim_end_matches('/');
+        let route = if path.ends_with("/authorize") {
+            Route::Authorize
+        } else if path.ends_with("/callback") {
+            Route::Callback
+        } else {
+            return pages::not_found();
+        };
+        if request.method != Method::GET {
+            return pages::method_not_allowed();
+        }
+        match route {
+            Route::Authorize => routes::authorize(self, request, now).await,
+            Route::Callback => routes::callback(self, request, now).await,
+        }
+    }
+
+    /// `REDIRECT_URI`, or `https://{domainName}[/{stage}]/callback` from API Gateway's
+    /// request context. Never from `Host` or `X-Forwarded-*`, which a client controls.
+    pub fn redirect_uri(&self, request: &CallbackRequest) -> Option<RedirectUrl> {
+        self.config.redirect_uri.clone().or_else(|| {
+            routes::redirect_uri_from_context(
+                request.domain_name.as_deref(),
+                request.stage.as_deref(),
+            )
+        })
+    }
+}
+
+enum Route {
+    Authorize,
+    Callback,
+}
+
+/// API Gateway HTTP API wants `Set-Cookie` in `cookies`, everything else in `headers`.
+fn into_api_gateway_response(response: Response<String>) -> ApiGatewayV2httpResponse {
+    let (parts, body) = response.into_parts();
+    let mut headers = parts.headers;
+    let cookies = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    headers.remove(http::header::SET_COOKIE);
+    let mut event = ApiGatewayV2httpResponse::default();
+    event.status_code = i64::from(parts.status.as_u16());
+    event.headers = headers;
+    event.cookies = cookies;
+    event.body = (!body.is_empty()).then_some(Body::Text(body));
+    event.is_base64_encoded = false;
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn redirect_uri_from_context_follows_the_stage() {
+        let uri = |d, s| routes::redirect_uri_from_context(d, s).map(|u| u.as_str().to_owned());
+        assert_eq!(
+            uri(
+                Some("abc.execute-api.eu-west-1.amazonaws.com"),
+                Some("$default")
+            )
+            .unwrap(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/callback"
+        );
+        assert_eq!(
+            uri(Some("abc.example"), Some("prod")).unwrap(),
+            "https://abc.example/prod/callback"
+        );
+        assert_eq!(uri(None, Some("prod")), None);
+        assert_eq!(uri(Some("bad host"), None), None);
+    }
+
+    #[test]
+    fn status_codes_are_preserved() {
+        let response = into_api_gateway_response(pages::page(StatusCode::IM_A_TEAPOT, "t", &[]));
+        assert_eq!(response.status_code, 418);
+    }
+}

@@ -1,0 +1,289 @@
+//! `GET /authorize` and `GET /callback`: what each outcome answers, and what is logged.
+
+use crate::App;
+use crate::pages::{self, page};
+use crate::request::CallbackRequest;
+use chrono::{DateTime, Utc};
+use cookie::{Cookie, SameSite};
+use gmail_oauth::Error;
+use gmail_oauth::client_secrets::ClientSecrets;
+use gmail_oauth::error::Chain;
+use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
+use gmail_oauth::lifecycle::{self, LinkError, VerifiedCallback};
+use gmail_oauth::oauth::ConsentParams;
+use gmail_oauth::oauth2::{AuthorizationCode, RedirectUrl};
+use gmail_oauth::store::{Parameter, TokenStore};
+use gmail_oauth::token::StoredToken;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// The longest `login_hint` passed on (an e-mail address is at most 254 characters).
+const MAX_LOGIN_HINT: usize = 254;
+
+pub async fn authorize<S: TokenStore>(
+    app: &App<S>,
+    request: &CallbackRequest,
+    now: DateTime<Utc>,
+) -> Response<String> {
+    let login_hint = request.param("login_hint").filter(|h| !h.is_empty());
+    if login_hint.is_some_and(|h| h.len() > MAX_LOGIN_HINT) {
+        return bad_request("The login_hint parameter is too long.");
+    }
+    let secrets = match load(app, false).await {
+        Ok((secrets, _)) => secrets,
+        Err(response) => return response,
+    };
+    let Some(redirect_uri) = app.redirect_uri(request) else {
+        return misconfigured(
+            "REDIRECT_URI is not set and the request carries no API Gateway domain name",
+        );
+    };
+    let consent = app.google.authorization_request(
+        &secrets,
+        ConsentParams {
+            redirect_uri: &redirect_uri,
+            scopes: &app.config.scopes,
+            login_hint,
+        },
+    );
+    let flow = FlowState {
+        state: consent.state,
+        pkce_verifier: consent.pkce_verifier,
+        issued_at: now,
+    };
+    let sealed = flow_cookie::seal(&FlowKey::derive(&secrets.client_secret), &flow);
+
+    let mut response = Response::new(String::new());
+    *response.status_mut() = StatusCode::FOUND;
+    match HeaderValue::from_str(consent.url.as_str()) {
+        Ok(location) => response.headers_mut().insert(header::LOCATION, location),
+        Err(_) => return misconfigured("the client secrets auth_uri does not make a valid URL"),
+    };
+    set_cookie(
+        &mut response,
+        flow_cookie_header(sealed, flow_cookie::LIFETIME.num_seconds()),
+    );
+    tracing::info!(redirect_uri = %redirect_uri.as_str(), "consent started");
+    response
+}
+
+pub async fn callback<S: TokenStore>(
+    app: &App<S>,
+    request: &CallbackRequest,
+    now: DateTime<Utc>,
+) -> Response<String> {
+    let mut response = complete_consent(app, request, now).await;
+    // Whatever happened, this flow is over: the cookie goes.
+    set_cookie(&mut response, flow_cookie_header(String::new(), 0));
+    response
+}
+
+async fn complete_consent<S: TokenStore>(
+    app: &App<S>,
+    request: &CallbackRequest,
+    now: DateTime<Utc>,
+) -> Response<String> {
+    if let Some(error) = request.param("error") {
+        // Google's codes are short ASCII words; anything else is not echoed.
+        let code = if error.len() <= 64
+            && error
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            error
+        } else {
+            "unknown"
+        };
+        tracing::warn!(error = code, "consent was not given");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Consent was not given",
+            &[
+                &format!("Google reported: {code}. Nothing was stored."),
+                "To link the mailbox, open /authorize again and choose Allow.",
+            ],
+        );
+    }
+    let (Some(code), Some(state)) = (request.param("code"), request.param("state")) else {
+        tracing::warn!("callback without code or state");
+        return bad_request(
+            "This address is the end of Google's sign-in; it needs the code and state Google adds.",
+        );
+    };
+
+    let (secrets, existing) = match load(app, true).await {
+        Ok(loaded) => loaded,
+        Err(response) => return response,
+    };
+
+    // The state is checked before anything else happens: a forged callback never reaches Google.
+    let cookie = request.cookie(COOKIE_NAME);
+    let flow = match flow_cookie::open(
+        &FlowKey::derive(&secrets.client_secret),
+        cookie.as_deref(),
+        state,
+        now,
+    ) {
+        Ok(flow) => flow,
+        Err(problem) => {
+            tracing::warn!(%problem, "callback refused: state check failed");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in could not be verified",
+                &[&capitalized(&problem.to_string())],
+            );
+        }
+    };
+    let Some(redirect_uri) = app.redirect_uri(request) else {
+        return misconfigured(
+            "REDIRECT_URI is not set and the request carries no API Gateway domain name",
+        );
+    };
+
+    let existing = existing.and_then(|p| StoredToken::from_json(&p.value).ok());
+    let verified = VerifiedCallback {
+        secrets: &secrets,
+        code: AuthorizationCode::new(code.to_owned()),
+        pkce_verifier: flow.pkce_verifier,
+        redirect_uri: &redirect_uri,
+        required_scopes: &app.config.scopes,
+        allowed: &app.config.allowed_accounts,
+        token_param: &app.config.common.token_param,
+        existing,
+    };
+    match lifecycle::link_account(&app.store, &app.google, &app.gmail, verified, now).await {
+        Ok(account) => {
+            tracing::info!(%account, "account linked");
+            pages::linked(&account)
+        }
+        Err(error) => link_failed(&error),
+    }
+}
+
+fn link_failed(error: &LinkError) -> Response<String> {
+    let (status, title, next) = match error {
+        LinkError::CodeRejected => (
+            StatusCode::BAD_REQUEST,
+            "This sign-in link was already used",
+            "Each sign-in works once and for a few minutes. Open /authorize again.".to_owned(),
+        ),
+        LinkError::ScopeNotGranted { .. } => (
+            StatusCode::FORBIDDEN,
+            "A required permission was not granted",
+            "Open /authorize again and leave every permission ticked on Google's consent screen.".to_owned(),
+        ),
+        LinkError::AccountNotAllowed { .. } => (
+            StatusCode::FORBIDDEN,
+            "This account may not be linked",
+            "Sign in with an allowed account, or ask the operator to add it to ALLOWED_ACCOUNTS.".to_owned(),
+        ),
+        LinkError::NoRefreshToken { .. } => (
+            StatusCode::FORBIDDEN,
+            "Google did not grant offline access",
+            "Remove this app at https://myaccount.google.com/permissions, then open /authorize again.".to_owned(),
+        ),
+        LinkError::Upstream(_) => (
+            StatusCode::BAD_GATEWAY,
+            "Google or AWS did not answer",
+            "Nothing was changed. Wait a minute, then open /authorize again.".to_owned(),
+        ),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %Chain(error), "linking failed");
+    } else {
+        tracing::warn!(error = %Chain(error), "linking refused");
+    }
+    page(status, title, &[&capitalized(&error.to_string()), &next])
+}
+
+/// Reads the client secrets (and the stored token, for `/callback`) in one store call.
+async fn load<S: TokenStore>(
+    app: &App<S>,
+    with_token: bool,
+) -> Result<(ClientSecrets, Option<Parameter>), Response<String>> {
+    let secrets_param = app.config.common.client_secrets_param.as_str();
+    let token_param = app.config.common.token_param.as_str();
+    let names: &[&str] = if with_token {
+        &[secrets_param, token_param]
+    } else {
+        &[secrets_param]
+    };
+    let mut found = match app.store.get_many(names).await {
+        Ok(found) => found.into_iter(),
+        Err(error) => {
+            tracing::error!(error = %Chain(&error), "reading parameters failed");
+            return Err(page(
+                StatusCode::BAD_GATEWAY,
+                "AWS did not answer",
+                &[
+                    "The parameter store could not be read. Nothing was changed. Try again in a minute.",
+                ],
+            ));
+        }
+    };
+    let secrets = lifecycle::parse_client_secrets(secrets_param, found.next().flatten()).map_err(
+        |error| match error {
+            Error::InvalidConfiguration(problem) => misconfigured(&problem),
+            other => misconfigured(&other.to_string()),
+        },
+    )?;
+    Ok((secrets, found.next().flatten()))
+}
+
+fn misconfigured(problem: &str) -> Response<String> {
+    tracing::error!(error_type = "InvalidConfiguration", %problem, "callback function is misconfigured");
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "This service is not configured",
+        &[
+            "The operator needs to fix the deployment; the function's log says what is missing. Nothing was changed.",
+        ],
+    )
+}
+
+pub fn bad_request(message: &str) -> Response<String> {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        &[message, "To link a mailbox, open /authorize."],
+    )
+}
+
+/// The flow cookie: `__Host-` prefixed, `HttpOnly`, `Secure`, `SameSite=Lax` (it must come
+/// back on Google's top-level redirect), `Max-Age` = the flow's lifetime (0 clears it).
+fn flow_cookie_header(value: String, max_age_seconds: i64) -> String {
+    Cookie::build((COOKIE_NAME, value))
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age_seconds))
+        .build()
+        .to_string()
+}
+
+fn set_cookie(response: &mut Response<String>, cookie: String) {
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+fn capitalized(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+/// The redirect URI: configured, or from API Gateway's own request context.
+pub fn redirect_uri_from_context(
+    domain_name: Option<&str>,
+    stage: Option<&str>,
+) -> Option<RedirectUrl> {
+    let domain = domain_name.filter(|d| !d.is_empty())?;
+    let url = match stage.filter(|s| !s.is_empty() && *s != "$default") {
+        Some(stage) => format!("https://{domain}/{stage}/callback"),
+        None => format!("https://{domain}/callback"),
+    };
+    RedirectUrl::new(url).ok()
+}
