@@ -1,1 +1,181 @@
+//! Test support: a fake Google over HTTP, `moto_server` for SSM, a Lambda Runtime API for
+//! the release binaries, real event payloads, and a harness that wires them to the functions.
 
+pub mod events;
+pub mod fake_google;
+pub mod moto;
+pub mod runtime_api;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
+use gmail_oauth::store::SsmStore;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One test's world: a fresh fake Google, its own parameter names in the shared moto, and
+/// client secrets stored there.
+pub struct World {
+    pub google: FakeGoogle,
+    pub ssm: aws_sdk_ssm::Client,
+    pub secrets_param: String,
+    pub token_param: String,
+}
+
+impl World {
+    pub async fn new(test: &str) -> World {
+        let google = FakeGoogle::start().await;
+        let ssm = moto::moto().ssm().await;
+        let prefix = moto::unique_prefix(test);
+        let world = World {
+            secrets_param: format!("{prefix}/client-secrets"),
+            token_param: format!("{prefix}/token"),
+            google,
+            ssm,
+        };
+        moto::put(
+            &world.ssm,
+            &world.secrets_param,
+            &world.google.client_secrets_json("web"),
+        )
+        .await;
+        world
+    }
+
+    /// The environment both functions read, pointing at this world.
+    pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = moto::moto().env();
+        for (k, v) in [
+            ("CLIENT_SECRETS_PARAM", self.secrets_param.as_str()),
+            ("TOKEN_PARAM", self.token_param.as_str()),
+            ("GMAIL_API_ENDPOINT", self.google.base_url.as_str()),
+            ("ALLOWED_ACCOUNTS", "me@example.com"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push(((*k).into(), (*v).into()));
+        }
+        env
+    }
+
+    /// A store on moto, as the functions build it (with an optional KMS key).
+    pub async fn store(&self, kms_key_id: Option<&str>) -> SsmStore {
+        SsmStore::new(moto::moto().ssm().await, kms_key_id.map(str::to_owned))
+    }
+
+    /// The callback function's app, configured from `env(extra)`.
+    pub async fn callback_app(&self, extra: &[(&str, &str)]) -> oauth_callback::App<SsmStore> {
+        let lookup = lookup(&self.env(extra));
+        let config = oauth_callback::Config::from_lookup(&lookup).expect("callback config");
+        let store = self.store(config.common.kms_key_id.as_deref()).await;
+        oauth_callback::App::new(config, store, gmail_oauth::oauth::http_client())
+    }
+
+    /// The refresh function, configured from `env(extra)`.
+    pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<SsmStore> {
+        let lookup = lookup(&self.env(extra));
+        let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
+        let store = self.store(config.common.kms_key_id.as_deref()).await;
+        gmail_refresh::Refresh::new(config, store, gmail_oauth::oauth::http_client())
+    }
+
+    /// Stores a token as google-auth would after a consent by `account`, its access token
+    /// expiring at `expiry`. Returns (refresh token, access token).
+    pub async fn seed_token(&self, account: &str, expiry: DateTime<Utc>) -> (String, String) {
+        let refresh = self.google.issue_refresh_token(account);
+        let access = self.google.issue_access_token(account);
+        let token = json!({
+            "token": access,
+            "refresh_token": refresh,
+            "token_uri": self.google.token_uri(),
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scopes": [GMAIL_READONLY],
+            "universe_domain": "googleapis.com",
+            "account": account,
+            "expiry": gmail_oauth::token::expiry_format::format(&expiry),
+        });
+        moto::put(&self.ssm, &self.token_param, &token.to_string()).await;
+        (refresh, access)
+    }
+
+    /// The stored token as JSON, or `None`.
+    pub async fn stored_token(&self) -> Option<Value> {
+        moto::read(&self.ssm, &self.token_param)
+            .await
+            .map(|s| serde_json::from_str(&s.value).expect("stored token is JSON"))
+    }
+
+    /// Every secret in play: the fake's tokens and codes, and the client secret.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = self.google.issued_secrets();
+        secrets.push(CLIENT_SECRET.into());
+        secrets
+    }
+}
+
+/// An environment lookup over fixed pairs (the functions' `Config::from_lookup`).
+pub fn lookup(pairs: &[(String, String)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = pairs.iter().cloned().collect();
+    move |name| map.get(name).cloned()
+}
+
+pub fn minutes_from_now(minutes: i64) -> DateTime<Utc> {
+    Utc::now() + TimeDelta::minutes(minutes)
+}
+
+/// Asserts none of `secrets` appears in `text`, naming where it was found.
+pub fn assert_no_secret(text: &str, secrets: &[String], place: &str) {
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret ({}…) leaked into {place}",
+            &secret[..6]
+        );
+    }
+}
+
+/// Everything logged through `tracing` in this test process, at TRACE level.
+pub fn captured_logs() -> String {
+    log_buffer()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<String>> {
+    static BUFFER: OnceLock<Arc<Mutex<String>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(String::new())))
+}
+
+/// Installs a TRACE subscriber that writes into the capture buffer (once per process).
+pub fn capture_logs() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let writer = CaptureWriter(log_buffer().clone());
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+    });
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<String>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(&String::from_utf8_lossy(bytes));
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

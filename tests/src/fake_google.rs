@@ -1,0 +1,629 @@
+//! A fake of Google's OAuth endpoints and the Gmail API over real HTTP, that behaves like
+//! Google where it matters: codes are single-use and bound to the redirect URI and the PKCE
+//! challenge; the refresh grant answers without a `refresh_token`; a revoked grant answers
+//! `invalid_grant`; Gmail checks the bearer token, pages its lists, and can be told to
+//! answer 401, 429 or 503.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub const CLIENT_ID: &str = "123456789012-fake.apps.googleusercontent.com";
+pub const CLIENT_SECRET: &str = "GOCSPX-fake-client-secret-do-not-leak";
+pub const GMAIL_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
+
+/// An answer to give instead of the real one, once.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status (Google's error body for 401, 429 and 5xx).
+    Status(u16),
+    /// 429 with a `Retry-After` of this many seconds.
+    TooManyRequests { retry_after_secs: u64 },
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct CodeGrant {
+    redirect_uri: String,
+    challenge: String,
+    scopes: Vec<String>,
+    account: String,
+    used: bool,
+}
+
+#[derive(Debug, Clone)]
+struct RefreshGrant {
+    account: String,
+    scopes: Vec<String>,
+    revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct AccessGrant {
+    account: String,
+    valid: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeMessage {
+    pub id: String,
+    pub thread_id: String,
+    pub from: String,
+    pub subject: String,
+    pub date: String,
+}
+
+#[derive(Default)]
+struct GoogleState {
+    account: String,
+    deny: bool,
+    granted_scopes: Option<Vec<String>>,
+    omit_refresh_token: bool,
+    codes: HashMap<String, CodeGrant>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+    access_tokens: HashMap<String, AccessGrant>,
+    messages: Vec<FakeMessage>,
+    page_size_cap: usize,
+    token_faults: VecDeque<Fault>,
+    gmail_faults: VecDeque<Fault>,
+    counter: u64,
+    code_redemptions: usize,
+    refresh_grants: usize,
+    gmail_requests: usize,
+    list_requests: usize,
+    last_query: Option<String>,
+    /// Every secret this fake handed out: tests assert none of them leaks.
+    issued_secrets: Vec<String>,
+}
+
+impl GoogleState {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        let random: u64 = rand::random();
+        let secret = format!("{prefix}{}-{random:016x}", self.counter);
+        self.issued_secrets.push(secret.clone());
+        secret
+    }
+
+    fn issue_access_token(&mut self, account: &str) -> String {
+        let token = self.fresh("ya29.fake-access-");
+        self.access_tokens.insert(
+            token.clone(),
+            AccessGrant {
+                account: account.to_owned(),
+                valid: true,
+            },
+        );
+        token
+    }
+}
+
+/// The running fake. Cloning shares the same server and state.
+#[derive(Clone)]
+pub struct FakeGoogle {
+    pub base_url: String,
+    state: Arc<Mutex<GoogleState>>,
+}
+
+impl FakeGoogle {
+    /// Starts the fake on a free loopback port, with `me@example.com` consenting and 3 messages.
+    pub async fn start() -> FakeGoogle {
+        let state = Arc::new(Mutex::new(GoogleState {
+            account: "me@example.com".into(),
+            page_size_cap: 10,
+            ..GoogleState::default()
+        }));
+        let app = Router::new()
+            .route("/o/oauth2/auth", get(authorize))
+            .route("/token", post(token))
+            .route("/gmail/v1/users/me/profile", get(profile))
+            .route("/gmail/v1/users/me/messages", get(list_messages))
+            .route("/gmail/v1/users/me/messages/{id}", get(get_message))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Google");
+        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let fake = FakeGoogle { base_url, state };
+        fake.set_messages(3);
+        fake
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GoogleState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Client secrets JSON (`web` or `installed`) pointing at this fake.
+    pub fn client_secrets_json(&self, kind: &str) -> String {
+        json!({ kind: {
+            "client_id": CLIENT_ID,
+            "project_id": "fake-project",
+            "auth_uri": format!("{}/o/oauth2/auth", self.base_url),
+            "token_uri": format!("{}/token", self.base_url),
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": ["https://abc123.execute-api.us-east-1.amazonaws.com/callback"],
+        }})
+        .to_string()
+    }
+
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.base_url)
+    }
+
+    /// A refresh grant as if `account` had consented earlier; returns the refresh token.
+    pub fn issue_refresh_token(&self, account: &str) -> String {
+        let mut state = self.lock();
+        let token = state.fresh("1//fake-refresh-");
+        state.refresh_tokens.insert(
+            token.clone(),
+            RefreshGrant {
+                account: account.into(),
+                scopes: vec![GMAIL_READONLY.into()],
+                revoked: false,
+            },
+        );
+        token
+    }
+
+    /// An access token valid for `account`, as if issued by an earlier refresh.
+    pub fn issue_access_token(&self, account: &str) -> String {
+        self.lock().issue_access_token(account)
+    }
+
+    /// The user revokes access (myaccount.google.com/permissions): every token of the grant dies.
+    pub fn revoke(&self, refresh_token: &str) {
+        let mut state = self.lock();
+        let account = state.refresh_tokens.get_mut(refresh_token).map(|grant| {
+            grant.revoked = true;
+            grant.account.clone()
+        });
+        if let Some(account) = account {
+            for access in state
+                .access_tokens
+                .values_mut()
+                .filter(|a| a.account == account)
+            {
+                access.valid = false;
+            }
+        }
+    }
+
+    /// Who signs in on the consent page.
+    pub fn set_account(&self, account: &str) {
+        self.lock().account = account.into();
+    }
+
+    /// The user clicks "Deny" (or "Allow", with `false`).
+    pub fn set_deny(&self, deny: bool) {
+        self.lock().deny = deny;
+    }
+
+    /// The user unticks permissions: grant only these scopes.
+    pub fn set_granted_scopes(&self, scopes: Option<Vec<String>>) {
+        self.lock().granted_scopes = scopes;
+    }
+
+    /// Answer the code exchange without a refresh token (as Google does without `prompt=consent`).
+    pub fn set_omit_refresh_token(&self, omit: bool) {
+        self.lock().omit_refresh_token = omit;
+    }
+
+    /// Replaces the mailbox with `count` messages.
+    pub fn set_messages(&self, count: usize) {
+        self.lock().messages = (1..=count)
+            .map(|i| FakeMessage {
+                id: format!("msg{i:04}"),
+                thread_id: format!("thr{i:04}"),
+                from: format!("Sender {i} <sender{i}@example.org>"),
+                subject: format!("Subject number {i}"),
+                date: format!("Mon, 23 Nov 2026 10:{:02}:00 +0000", i % 60),
+            })
+            .collect();
+    }
+
+    pub fn inject_token_fault(&self, fault: Fault) {
+        self.lock().token_faults.push_back(fault);
+    }
+
+    pub fn inject_gmail_fault(&self, fault: Fault) {
+        self.lock().gmail_faults.push_back(fault);
+    }
+
+    /// Authorization-code redemptions attempted (valid or not).
+    pub fn code_redemptions(&self) -> usize {
+        self.lock().code_redemptions
+    }
+
+    /// Refresh grants attempted (valid or not).
+    pub fn refresh_grants(&self) -> usize {
+        self.lock().refresh_grants
+    }
+
+    pub fn gmail_requests(&self) -> usize {
+        self.lock().gmail_requests
+    }
+
+    pub fn list_requests(&self) -> usize {
+        self.lock().list_requests
+    }
+
+    pub fn last_query(&self) -> Option<String> {
+        self.lock().last_query.clone()
+    }
+
+    /// Every token and code this fake has issued so far.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.lock().issued_secrets.clone()
+    }
+
+    /// Follows a consent URL as a browser would and returns where Google sends it back
+    /// (the callback URL with `code` and `state`, or `error`).
+    pub async fn consent(&self, authorize_location: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let response = client
+            .get(authorize_location)
+            .send()
+            .await
+            .expect("consent request");
+        assert_eq!(
+            response.status(),
+            302,
+            "consent page refused: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.headers()[header::LOCATION]
+            .to_str()
+            .expect("location")
+            .to_owned()
+    }
+}
+
+fn form(raw: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "error": error, "error_description": "fake" }).to_string(),
+    )
+        .into_response()
+}
+
+fn google_error(status: u16, reason: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({ "error": { "code": status.as_u16(), "message": reason, "status": reason } });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Applies the next injected fault: `Some(response)` replaces the real answer.
+async fn fault(next: Option<Fault>) -> Option<Response> {
+    match next? {
+        Fault::Status(401) => Some(google_error(401, "UNAUTHENTICATED")),
+        Fault::Status(code) => Some(google_error(code, "UNAVAILABLE")),
+        Fault::TooManyRequests { retry_after_secs } => {
+            let mut response = google_error(429, "RESOURCE_EXHAUSTED");
+            if let Ok(value) = retry_after_secs.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Some(response)
+        }
+        Fault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+    }
+}
+
+/// The consent page, answered as if the user had clicked Allow (or Deny).
+async fn authorize(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = form(query.unwrap_or_default().as_bytes());
+    let param = |k: &str| params.get(k).cloned().unwrap_or_default();
+    if param("client_id") != CLIENT_ID {
+        return (StatusCode::BAD_REQUEST, "Error 401: invalid_client").into_response();
+    }
+    if param("response_type") != "code"
+        || param("code_challenge_method") != "S256"
+        || param("code_challenge").is_empty()
+    {
+        return (StatusCode::BAD_REQUEST, "Error 400: invalid_request").into_response();
+    }
+    let redirect_uri = param("redirect_uri");
+    let Ok(mut back) = url::Url::parse(&redirect_uri) else {
+        return (StatusCode::BAD_REQUEST, "Error 400: redirect_uri_mismatch").into_response();
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if state.deny {
+        back.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("state", &param("state"));
+    } else {
+        let requested: Vec<String> = param("scope")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let scopes = state.granted_scopes.clone().unwrap_or(requested);
+        let code = state.fresh("4/0Afake-code-");
+        let account = state.account.clone();
+        state.codes.insert(
+            code.clone(),
+            CodeGrant {
+                redirect_uri,
+                challenge: param("code_challenge"),
+                scopes: scopes.clone(),
+                account,
+                used: false,
+            },
+        );
+        back.query_pairs_mut()
+            .append_pair("state", &param("state"))
+            .append_pair("code", &code)
+            .append_pair("scope", &scopes.join(" "));
+    }
+    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+}
+
+/// Client authentication: HTTP Basic (RFC 6749 §2.3.1) or the request body.
+fn client_authenticated(headers: &HeaderMap, params: &HashMap<String, String>) -> bool {
+    let from_basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        });
+    let (id, secret) = from_basic.unwrap_or_else(|| {
+        (
+            params.get("client_id").cloned().unwrap_or_default(),
+            params.get("client_secret").cloned().unwrap_or_default(),
+        )
+    });
+    id == CLIENT_ID && secret == CLIENT_SECRET
+}
+
+async fn token(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&body);
+    let injected = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        match params.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => state.code_redemptions += 1,
+            Some("refresh_token") => state.refresh_grants += 1,
+            _ => {}
+        }
+        state.token_faults.pop_front()
+    };
+    if let Some(response) = fault(injected).await {
+        return response;
+    }
+    if !client_authenticated(&headers, &params) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let param = |k: &str| params.get(k).cloned().unwrap_or_default();
+    match param("grant_type").as_str() {
+        "authorization_code" => {
+            let Some(grant) = state.codes.get_mut(&param("code")) else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            };
+            // Single use: a second redemption fails even if the first one did.
+            let first_use = !grant.used;
+            grant.used = true;
+            let grant = grant.clone();
+            let challenge =
+                URL_SAFE_NO_PAD.encode(Sha256::digest(param("code_verifier").as_bytes()));
+            if !first_use
+                || grant.redirect_uri != param("redirect_uri")
+                || grant.challenge != challenge
+            {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            let access = state.issue_access_token(&grant.account);
+            let mut answer = json!({
+                "access_token": access,
+                "expires_in": 3599,
+                "scope": grant.scopes.join(" "),
+                "token_type": "Bearer",
+            });
+            if !state.omit_refresh_token {
+                let refresh = state.fresh("1//fake-refresh-");
+                state.refresh_tokens.insert(
+                    refresh.clone(),
+                    RefreshGrant {
+                        account: grant.account.clone(),
+                        scopes: grant.scopes.clone(),
+                        revoked: false,
+                    },
+                );
+                answer["refresh_token"] = Value::from(refresh);
+            }
+            json_ok(answer)
+        }
+        "refresh_token" => {
+            let grant = match state.refresh_tokens.get(&param("refresh_token")) {
+                Some(grant) if !grant.revoked => grant.clone(),
+                _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"),
+            };
+            let access = state.issue_access_token(&grant.account);
+            // Like Google: no refresh_token in a refresh answer.
+            json_ok(json!({
+                "access_token": access,
+                "expires_in": 3599,
+                "scope": grant.scopes.join(" "),
+                "token_type": "Bearer",
+            }))
+        }
+        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+    }
+}
+
+fn json_ok(value: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Counts the request, applies an injected fault, checks the bearer token: the account, or the answer to send.
+async fn gmail_auth(
+    state: &Arc<Mutex<GoogleState>>,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
+    let injected = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.gmail_requests += 1;
+        state.gmail_faults.pop_front()
+    };
+    if let Some(response) = fault(injected).await {
+        return Err(response);
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    match state.access_tokens.get(bearer) {
+        Some(grant) if grant.valid => Ok(grant.account.clone()),
+        _ => Err(google_error(401, "UNAUTHENTICATED")),
+    }
+}
+
+async fn profile(State(state): State<Arc<Mutex<GoogleState>>>, headers: HeaderMap) -> Response {
+    match gmail_auth(&state, &headers).await {
+        Ok(account) => {
+            let total = state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .messages
+                .len();
+            json_ok(
+                json!({ "emailAddress": account, "messagesTotal": total, "threadsTotal": total, "historyId": "4242" }),
+            )
+        }
+        Err(response) => response,
+    }
+}
+
+async fn list_messages(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(response) = gmail_auth(&state, &headers).await {
+        return response;
+    }
+    let params = form(query.unwrap_or_default().as_bytes());
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.list_requests += 1;
+    state.last_query = params.get("q").cloned();
+    let asked: usize = params
+        .get("maxResults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100);
+    if asked == 0 || asked > 500 {
+        return google_error(400, "INVALID_ARGUMENT");
+    }
+    let start: usize = params
+        .get("pageToken")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let end = (start + asked.min(state.page_size_cap)).min(state.messages.len());
+    let page: Vec<Value> = state.messages[start.min(end)..end]
+        .iter()
+        .map(|m| json!({ "id": m.id, "threadId": m.thread_id }))
+        .collect();
+    let mut answer = json!({ "resultSizeEstimate": state.messages.len() });
+    if !page.is_empty() {
+        answer["messages"] = Value::from(page);
+    }
+    if end < state.messages.len() {
+        answer["nextPageToken"] = Value::from(end.to_string());
+    }
+    json_ok(answer)
+}
+
+async fn get_message(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(response) = gmail_auth(&state, &headers).await {
+        return response;
+    }
+    let query = query.unwrap_or_default();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !pairs.contains(&("format".into(), "metadata".into())) {
+        return google_error(400, "INVALID_ARGUMENT");
+    }
+    let wanted: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "metadataHeaders")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(message) = state.messages.iter().find(|m| m.id == id) else {
+        return google_error(404, "NOT_FOUND");
+    };
+    let headers: Vec<Value> = [
+        ("From", &message.from),
+        ("Subject", &message.subject),
+        ("Date", &message.date),
+    ]
+    .into_iter()
+    .filter(|(name, _)| wanted.contains(name))
+    .map(|(name, value)| json!({ "name": name, "value": value }))
+    .collect();
+    json_ok(json!({
+        "id": message.id,
+        "threadId": message.thread_id,
+        "labelIds": ["INBOX", "UNREAD"],
+        "snippet": "",
+        "sizeEstimate": 2048,
+        "payload": { "mimeType": "multipart/alternative", "headers": headers },
+    }))
+}

@@ -1,0 +1,542 @@
+//! The callback function against moto (SSM) and the fake Google over HTTP: every route and
+//! outcome of `interface.md`.
+
+use chrono::{TimeDelta, Utc};
+use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
+use gmail_oauth::oauth2::{ClientSecret, CsrfToken, PkceCodeVerifier};
+use gmail_oauth::store::SsmStore;
+use integration_tests::events::HttpEvent;
+use integration_tests::fake_google::{CLIENT_SECRET, Fault, GMAIL_READONLY};
+use integration_tests::{World, assert_no_secret, capture_logs, captured_logs, moto};
+use lambda_http::Body;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use oauth_callback::App;
+use std::collections::HashMap;
+
+fn body(response: &ApiGatewayV2httpResponse) -> String {
+    match &response.body {
+        Some(Body::Text(text)) => text.clone(),
+        Some(Body::Binary(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn header(response: &ApiGatewayV2httpResponse, name: &str) -> String {
+    response
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `name=value` part of the flow cookie a response sets.
+fn flow_cookie(response: &ApiGatewayV2httpResponse) -> String {
+    let set = response
+        .cookies
+        .iter()
+        .find(|c| c.starts_with(COOKIE_NAME))
+        .expect("flow cookie set");
+    set.split(';').next().unwrap_or_default().to_owned()
+}
+
+async fn send(app: &App<SsmStore>, event: HttpEvent) -> ApiGatewayV2httpResponse {
+    capture_logs();
+    let response = app.handle(event.event(), Utc::now()).await;
+    // Every page, whatever the outcome, carries the protective headers.
+    assert_eq!(header(&response, "cache-control"), "no-store");
+    assert_eq!(header(&response, "referrer-policy"), "no-referrer");
+    assert!(header(&response, "content-security-policy").contains("frame-ancestors 'none'"));
+    response
+}
+
+/// `/authorize`, then Google's consent page: (callback URL Google sends the browser to, cookie).
+async fn consent(world: &World, app: &App<SsmStore>) -> (String, String) {
+    let authorize = send(app, HttpEvent::get("/authorize")).await;
+    assert_eq!(authorize.status_code, 302, "{}", body(&authorize));
+    let location = header(&authorize, "location");
+    (
+        world.google.consent(&location).await,
+        flow_cookie(&authorize),
+    )
+}
+
+async fn callback(
+    app: &App<SsmStore>,
+    callback_url: &str,
+    cookie: &str,
+) -> ApiGatewayV2httpResponse {
+    send(app, HttpEvent::get_url(callback_url).cookie(cookie)).await
+}
+
+fn cleared_cookie(response: &ApiGatewayV2httpResponse) -> bool {
+    response
+        .cookies
+        .iter()
+        .any(|c| c.starts_with(&format!("{COOKIE_NAME}=;")) && c.contains("Max-Age=0"))
+}
+
+#[tokio::test]
+async fn authorize_redirects_to_google_with_state_pkce_and_a_sealed_cookie() {
+    let world = World::new("authorize").await;
+    let app = world.callback_app(&[]).await;
+    let response = send(
+        &app,
+        HttpEvent::get("/authorize?login_hint=me%40example.com"),
+    )
+    .await;
+    assert_eq!(response.status_code, 302);
+    let location = url::Url::parse(&header(&response, "location")).unwrap();
+    assert_eq!(
+        location.as_str().split('?').next().unwrap(),
+        format!("{}/o/oauth2/auth", world.google.base_url)
+    );
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(
+        query["redirect_uri"],
+        "https://abc123.execute-api.us-east-1.amazonaws.com/callback"
+    );
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["access_type"], "offline");
+    assert_eq!(query["prompt"], "consent");
+    assert_eq!(query["include_granted_scopes"], "true");
+    assert_eq!(query["login_hint"], "me@example.com");
+    assert_eq!(query["scope"], GMAIL_READONLY);
+    assert_eq!(query["code_challenge"].len(), 43);
+
+    let set_cookie = response
+        .cookies
+        .iter()
+        .find(|c| c.starts_with(COOKIE_NAME))
+        .unwrap();
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=600",
+    ] {
+        assert!(
+            set_cookie.contains(attribute),
+            "{attribute} missing in {set_cookie}"
+        );
+    }
+    // The cookie is sealed: neither the state nor anything readable is in it.
+    assert!(!set_cookie.contains(&query["state"]));
+}
+
+#[tokio::test]
+async fn a_stage_prefix_and_a_configured_redirect_uri_are_honoured() {
+    let world = World::new("stage").await;
+    let app = world.callback_app(&[]).await;
+    let response = send(&app, HttpEvent::get("/prod/authorize").stage("prod")).await;
+    assert_eq!(response.status_code, 302);
+    assert!(header(&response, "location").contains(
+        "redirect_uri=https%3A%2F%2Fabc123.execute-api.us-east-1.amazonaws.com%2Fprod%2Fcallback"
+    ));
+
+    let app = world
+        .callback_app(&[("REDIRECT_URI", "https://mail.example.org/callback")])
+        .await;
+    // A forged Host or X-Forwarded-Host never changes the redirect URI.
+    let event = HttpEvent::get("/authorize")
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example");
+    let response = send(&app, event).await;
+    let location = header(&response, "location");
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Fmail.example.org%2Fcallback"),
+        "{location}"
+    );
+    assert!(!location.contains("evil"));
+}
+
+#[tokio::test]
+async fn callback_happy_path_stores_a_secure_string_token_and_names_the_account() {
+    let world = World::new("happy").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+
+    assert_eq!(response.status_code, 200, "{}", body(&response));
+    assert!(body(&response).contains("me@example.com"));
+    assert!(cleared_cookie(&response));
+    assert_eq!(world.google.code_redemptions(), 1);
+
+    let stored = moto::read(&world.ssm, &world.token_param)
+        .await
+        .expect("token stored");
+    assert_eq!(stored.kind, aws_sdk_ssm::types::ParameterType::SecureString);
+    let token: serde_json::Value = serde_json::from_str(&stored.value).unwrap();
+    assert!(
+        token["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("1//fake-refresh-")
+    );
+    assert!(
+        token["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("ya29.fake-access-")
+    );
+    assert_eq!(token["account"], "me@example.com");
+    assert_eq!(token["client_secret"], CLIENT_SECRET);
+    assert_eq!(token["scopes"], serde_json::json!([GMAIL_READONLY]));
+    assert_eq!(token["universe_domain"], "googleapis.com");
+    let expiry = token["expiry"].as_str().unwrap();
+    assert!(expiry.ends_with('Z') && !expiry.contains('+'), "{expiry}");
+    let expires = gmail_oauth::token::expiry_format::parse(expiry).unwrap();
+    assert!(
+        (expires - Utc::now() - TimeDelta::seconds(3599))
+            .num_seconds()
+            .abs()
+            < 10
+    );
+
+    // Nothing secret on the page, in headers or in the log.
+    let secrets = world.secrets();
+    assert_no_secret(&body(&response), &secrets, "the success page");
+    assert_no_secret(&format!("{:?}", response.headers), &secrets, "the headers");
+    assert_no_secret(&captured_logs(), &secrets, "the log");
+}
+
+#[tokio::test]
+async fn a_replayed_callback_stores_nothing_the_second_time() {
+    let world = World::new("replay").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &cookie).await.status_code,
+        200
+    );
+    let first = moto::read(&world.ssm, &world.token_param).await.unwrap();
+
+    let again = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(again.status_code, 400, "{}", body(&again));
+    let after = moto::read(&world.ssm, &world.token_param).await.unwrap();
+    assert_eq!(after.version, first.version);
+    assert_eq!(after.value, first.value);
+}
+
+#[tokio::test]
+async fn callback_with_forged_state_stores_nothing_and_never_reaches_google() {
+    let world = World::new("forged").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let mut url = url::Url::parse(&callback_url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            if k == "state" {
+                (k.into_owned(), "forged-state".into())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+
+    let response = callback(&app, url.as_str(), &cookie).await;
+    assert_eq!(response.status_code, 400);
+    assert!(body(&response).contains("state"));
+    assert!(cleared_cookie(&response));
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn callback_without_the_cookie_is_refused_before_google() {
+    let world = World::new("nocookie").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, _cookie) = consent(&world, &app).await;
+    let response = send(&app, HttpEvent::get_url(&callback_url)).await;
+    assert_eq!(response.status_code, 400);
+    assert!(body(&response).contains("cookie"));
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn callback_with_a_tampered_or_foreign_cookie_is_refused() {
+    let world = World::new("tampered").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    assert_eq!(
+        callback(&app, &callback_url, &tampered).await.status_code,
+        400
+    );
+
+    // A cookie from another browser's flow (valid, but for another state).
+    let (_, other_cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &other_cookie)
+            .await
+            .status_code,
+        400
+    );
+
+    // A cookie sealed with another client secret.
+    let flow = FlowState {
+        state: CsrfToken::new(
+            url::Url::parse(&callback_url)
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .unwrap()
+                .1
+                .into_owned(),
+        ),
+        pkce_verifier: PkceCodeVerifier::new("x".repeat(50)),
+        issued_at: Utc::now(),
+    };
+    let foreign = flow_cookie::seal(
+        &FlowKey::derive(&ClientSecret::new("another secret".into())),
+        &flow,
+    );
+    assert_eq!(
+        callback(&app, &callback_url, &format!("{COOKIE_NAME}={foreign}"))
+            .await
+            .status_code,
+        400
+    );
+
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn callback_with_an_expired_state_is_refused() {
+    let world = World::new("expired").await;
+    let app = world.callback_app(&[]).await;
+    let authorize = send(&app, HttpEvent::get("/authorize")).await;
+    let location = header(&authorize, "location");
+    let state = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let callback_url = world.google.consent(&location).await;
+    // The same flow, sealed with the right key but eleven minutes ago.
+    let stale = FlowState {
+        state: CsrfToken::new(state),
+        pkce_verifier: PkceCodeVerifier::new("y".repeat(50)),
+        issued_at: Utc::now() - TimeDelta::minutes(11),
+    };
+    let cookie = flow_cookie::seal(
+        &FlowKey::derive(&ClientSecret::new(CLIENT_SECRET.into())),
+        &stale,
+    );
+    let response = callback(&app, &callback_url, &format!("{COOKIE_NAME}={cookie}")).await;
+    assert_eq!(response.status_code, 400);
+    assert!(body(&response).contains("expired"));
+    assert_eq!(world.google.code_redemptions(), 0);
+}
+
+#[tokio::test]
+async fn denied_consent_is_403_and_stores_nothing() {
+    let world = World::new("denied").await;
+    world.google.set_deny(true);
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert!(callback_url.contains("error=access_denied"));
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 403);
+    assert!(body(&response).contains("access_denied"));
+    assert!(cleared_cookie(&response));
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn an_account_not_allowed_is_403_and_stores_nothing() {
+    let world = World::new("notallowed").await;
+    world.google.set_account("intruder@elsewhere.example");
+    let app = world
+        .callback_app(&[("ALLOWED_ACCOUNTS", "me@example.com, @corp.example")])
+        .await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 403, "{}", body(&response));
+    assert!(body(&response).contains("ALLOWED_ACCOUNTS"));
+    assert!(world.stored_token().await.is_none());
+
+    // An empty allow-list lets nobody in.
+    world.google.set_account("me@example.com");
+    let app = world.callback_app(&[("ALLOWED_ACCOUNTS", "")]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &cookie).await.status_code,
+        403
+    );
+    assert!(world.stored_token().await.is_none());
+
+    // A domain entry admits its accounts, case-insensitively.
+    world.google.set_account("Boss@Corp.Example");
+    let app = world
+        .callback_app(&[("ALLOWED_ACCOUNTS", "@corp.example")])
+        .await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &cookie).await.status_code,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_scope_not_granted_is_403_and_stores_nothing() {
+    let world = World::new("scope").await;
+    world.google.set_granted_scopes(Some(vec!["openid".into()]));
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 403);
+    assert!(body(&response).contains("gmail.readonly"));
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn without_a_refresh_token_the_stored_one_is_kept_only_for_the_same_account() {
+    let world = World::new("norefresh").await;
+    world.google.set_omit_refresh_token(true);
+    let app = world
+        .callback_app(&[("ALLOWED_ACCOUNTS", "me@example.com,other@example.com")])
+        .await;
+
+    // Nothing stored yet: refused with instructions.
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 403);
+    assert!(body(&response).contains("myaccount.google.com/permissions"));
+    assert!(world.stored_token().await.is_none());
+
+    // A token of the same mailbox is stored: its refresh token is kept.
+    let (refresh, _) = world
+        .seed_token("me@example.com", integration_tests::minutes_from_now(-60))
+        .await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &cookie).await.status_code,
+        200
+    );
+    let token = world.stored_token().await.unwrap();
+    assert_eq!(token["refresh_token"], refresh.as_str());
+    assert!(
+        token["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("ya29.fake-access-")
+    );
+
+    // Another mailbox may not inherit it.
+    world.google.set_account("other@example.com");
+    let before = moto::read(&world.ssm, &world.token_param).await.unwrap();
+    let (callback_url, cookie) = consent(&world, &app).await;
+    assert_eq!(
+        callback(&app, &callback_url, &cookie).await.status_code,
+        403
+    );
+    assert_eq!(
+        moto::read(&world.ssm, &world.token_param)
+            .await
+            .unwrap()
+            .version,
+        before.version
+    );
+}
+
+#[tokio::test]
+async fn google_failing_is_502_and_changes_nothing() {
+    let world = World::new("upstream").await;
+    let (refresh, _) = world
+        .seed_token("me@example.com", integration_tests::minutes_from_now(30))
+        .await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    world.google.inject_token_fault(Fault::Status(503));
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 502, "{}", body(&response));
+    assert_eq!(
+        world.stored_token().await.unwrap()["refresh_token"],
+        refresh.as_str()
+    );
+}
+
+#[tokio::test]
+async fn missing_client_secrets_are_a_clear_server_error() {
+    let world = World::new("nosecrets").await;
+    let app = world
+        .callback_app(&[("CLIENT_SECRETS_PARAM", "/gmail-oauth-test/does-not-exist")])
+        .await;
+    let response = send(&app, HttpEvent::get("/authorize")).await;
+    assert_eq!(response.status_code, 500);
+    assert!(body(&response).contains("not configured"));
+    assert!(captured_logs().contains("/gmail-oauth-test/does-not-exist"));
+}
+
+#[tokio::test]
+async fn malformed_requests_are_4xx_never_5xx() {
+    let world = World::new("malformed").await;
+    let app = world.callback_app(&[]).await;
+    let cases: &[(&str, u16)] = &[
+        ("/callback", 400),
+        ("/callback?code=abc", 400),
+        ("/callback?state=abc", 400),
+        ("/callback?code=a\"b&state=<x>", 400),
+        ("/callback?code=a\\b&state=c", 400),
+        ("/callback?code=%zz&state=c", 400),
+        ("/callback?code=a&code=b&state=c", 400),
+        ("/callback?code=%ff&state=c", 400),
+        ("/authorize?login_hint=a b", 400),
+        ("/nowhere", 404),
+        ("/", 404),
+    ];
+    for (path, status) in cases {
+        let response = send(&app, HttpEvent::get(path)).await;
+        assert_eq!(
+            response.status_code,
+            i64::from(*status),
+            "{path}: {}",
+            body(&response)
+        );
+    }
+    let post = send(&app, HttpEvent::get("/callback").method("POST")).await;
+    assert_eq!(post.status_code, 405);
+    assert_eq!(header(&post, "allow"), "GET");
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn a_kms_key_is_used_for_the_write_when_configured() {
+    let world = World::new("kms").await;
+    let app = world
+        .callback_app(&[("KMS_KEY_ID", "alias/gmail-oauth-test")])
+        .await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 200, "{}", body(&response));
+    let described = world
+        .ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Name")
+                .values(world.token_param.clone())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let parameter = &described.parameters()[0];
+    assert_eq!(parameter.key_id(), Some("alias/gmail-oauth-test"));
+}
