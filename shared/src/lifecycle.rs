@@ -38,8 +38,8 @@ pub struct RunSummary {
     pub messages: Vec<MessageSummary>,
 }
 
-/// The scheduled run: load → refresh if expiring (and store it) → read mail → on a 401,
-/// refresh once and read again. `invalid_grant` ends the run with
+/// The scheduled run: load → refresh if expiring → read mail (on a 401, refresh once and
+/// read again) → write the token back only if it changed. `invalid_grant` ends the run with
 /// [`Error::ReauthorizationRequired`] and the stored token untouched.
 pub async fn refresh_and_read_mail(
     store: &impl TokenStore,
@@ -49,38 +49,19 @@ pub async fn refresh_and_read_mail(
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
     let (secrets, mut session) = load(store, settings).await?;
-
-    let mut refreshed = false;
-    if session.token.expires_within_margin(now) {
-        session
-            .refresh(store, oauth, &secrets, settings, now)
-            .await?;
-        refreshed = true;
-    }
-
-    let mail = match read_mail(gmail, &mut session, settings).await {
-        Err(GmailError::Unauthorized) => {
-            tracing::warn!("Gmail rejected the access token; refreshing once and trying again");
-            session
-                .refresh(store, oauth, &secrets, settings, now)
-                .await?;
-            refreshed = true;
-            read_mail(gmail, &mut session, settings)
-                .await
-                .map_err(|error| match error {
-                    GmailError::Unauthorized => Error::ReauthorizationRequired {
-                        reason: "Gmail still answers 401 after a token refresh".into(),
-                        authorize_url: settings.authorize_url.clone(),
-                    },
-                    other => Error::Upstream(other.to_string()),
-                })?
+    let outcome = use_token(oauth, gmail, &secrets, &mut session, settings, now).await;
+    // A refreshed token is kept even when Gmail then fails; only a grant Google refuses
+    // leaves the parameter exactly as it was.
+    if !matches!(outcome, Err(Error::ReauthorizationRequired { .. })) {
+        let saved = session.save_if_changed(store, settings).await;
+        if outcome.is_ok() {
+            saved?;
         }
-        other => other.map_err(|e| Error::Upstream(e.to_string()))?,
-    };
-
+    }
+    let mail = outcome?;
     Ok(RunSummary {
         account: session.token.account().unwrap_or_default().to_owned(),
-        token_refreshed: refreshed,
+        token_refreshed: session.refreshed,
         expires_at: session
             .token
             .expiry
@@ -93,18 +74,49 @@ pub async fn refresh_and_read_mail(
     })
 }
 
-/// A token in use during one run, with the version it was read at.
+/// Refreshes the access token if it is expiring and reads the mail with it, refreshing
+/// once more if Gmail answers 401.
+async fn use_token(
+    oauth: &impl Refresher,
+    gmail: &impl Mailbox,
+    secrets: &ClientSecrets,
+    session: &mut Session,
+    settings: &RunSettings,
+    now: DateTime<Utc>,
+) -> Result<Vec<MessageSummary>, Error> {
+    if session.token.expires_within_margin(now) {
+        session.refresh(oauth, secrets, settings, now).await?;
+    }
+    match read_mail(gmail, session, settings).await {
+        Err(GmailError::Unauthorized) => {
+            tracing::warn!("Gmail rejected the access token; refreshing once and trying again");
+            session.refresh(oauth, secrets, settings, now).await?;
+            read_mail(gmail, session, settings)
+                .await
+                .map_err(|error| match error {
+                    GmailError::Unauthorized => Error::ReauthorizationRequired {
+                        reason: "Gmail still answers 401 after a token refresh".into(),
+                        authorize_url: settings.authorize_url.clone(),
+                    },
+                    other => Error::Upstream(other.to_string()),
+                })
+        }
+        other => other.map_err(|e| Error::Upstream(e.to_string())),
+    }
+}
+
+/// A token in use during one run, and what it was when read.
 struct Session {
     token: StoredToken,
-    version: i64,
+    loaded: StoredToken,
+    refreshed: bool,
 }
 
 impl Session {
-    /// Refreshes the access token and stores the result. The refresh token is replaced
-    /// only when Google sent a new one (Google usually does not).
+    /// Refreshes the access token in memory. The refresh token is replaced only when
+    /// Google sent a new one (Google usually does not).
     async fn refresh(
         &mut self,
-        store: &impl TokenStore,
         oauth: &impl Refresher,
         secrets: &ClientSecrets,
         settings: &RunSettings,
@@ -130,15 +142,25 @@ impl Session {
             }
             Err(error) => return Err(Error::Upstream(error.to_string())),
         };
-        let before = self.token.clone();
         apply_grant(&mut self.token, grant, now);
-        if !self.token.same_as(&before) {
-            self.version = store
-                .put_secret(&settings.token_param, &self.token.to_json())
-                .await
-                .map_err(|e| store_failed(&e))?;
-            tracing::info!(parameter = %settings.token_param, version = self.version, "stored refreshed token");
+        self.refreshed = true;
+        Ok(())
+    }
+
+    /// Writes the token back if anything in it changed since it was read.
+    async fn save_if_changed(
+        &self,
+        store: &impl TokenStore,
+        settings: &RunSettings,
+    ) -> Result<(), Error> {
+        if self.token.same_as(&self.loaded) {
+            return Ok(());
         }
+        let version = store
+            .put_secret(&settings.token_param, &self.token.to_json())
+            .await
+            .map_err(|e| store_failed(&e))?;
+        tracing::info!(parameter = %settings.token_param, version, "stored updated token");
         Ok(())
     }
 }
@@ -215,7 +237,7 @@ async fn load(
         .into_iter();
     let (secrets, token) = (found.next().flatten(), found.next().flatten());
     let secrets = parse_client_secrets(settings.client_secrets_param.as_str(), secrets)?;
-    let Some(Parameter { value, version, .. }) = token else {
+    let Some(Parameter { value, .. }) = token else {
         return Err(Error::TokenNotFound {
             parameter: settings.token_param.clone(),
             authorize_url: settings.authorize_url.clone(),
@@ -227,7 +249,14 @@ async fn load(
             settings.token_param
         ))
     })?;
-    Ok((secrets, Session { token, version }))
+    Ok((
+        secrets,
+        Session {
+            loaded: token.clone(),
+            token,
+            refreshed: false,
+        },
+    ))
 }
 
 /// Client secrets from a parameter read, or an `InvalidConfiguration` naming the parameter.
