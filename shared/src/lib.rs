@@ -41,6 +41,7 @@ pub mod error;
 pub mod flow_cookie;
 pub mod gmail;
 pub mod lifecycle;
+pub mod logging;
 pub mod oauth;
 pub mod retry;
 pub mod store;

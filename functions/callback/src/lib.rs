@@ -36,7 +36,7 @@ impl Config {
         let redirect_uri = config::var(lookup, "REDIRECT_URI")
             .map(|raw| {
                 gmail_oauth::client_secrets::endpoint_url(&raw)
-                    .map(|url| RedirectUrl::from_url(url))
+                    .map(RedirectUrl::from_url)
                     .map_err(|problem| ConfigError {
                         name: "REDIRECT_URI",
                         problem,

@@ -7,8 +7,9 @@ use std::convert::Infallible;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    // The runtime's subscriber honours AWS_LAMBDA_LOG_LEVEL and AWS_LAMBDA_LOG_FORMAT=json.
-    lambda_runtime::tracing::init_default_subscriber();
+    // The runtime's subscriber settings (AWS_LAMBDA_LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT=json),
+    // without the runtime's TRACE dump of raw events (see gmail_oauth::logging).
+    gmail_oauth::logging::init_lambda();
 
     let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
         tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");

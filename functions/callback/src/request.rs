@@ -41,14 +41,13 @@ impl CallbackRequest {
         let query = parse_query(&raw_query)?;
         let mut cookies = event.cookies.unwrap_or_default();
         // Other integrations send a Cookie header instead of the `cookies` array.
-        if cookies.is_empty() {
-            if let Some(header) = event
+        if cookies.is_empty()
+            && let Some(header) = event
                 .headers
                 .get(http::header::COOKIE)
                 .and_then(|v| v.to_str().ok())
-            {
-                cookies.push(header.to_owned());
-            }
+        {
+            cookies.push(header.to_owned());
         }
         Ok(CallbackRequest {
             method: event.request_context.http.method,

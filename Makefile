@@ -1,0 +1,41 @@
+# gmail-oauth: build, lint and test. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= python3
+CARGO ?= cargo
+
+.PHONY: test venv fmt-check clippy unit release lint-template integration deploy clean
+
+## test: everything CI checks, from a clean clone.
+test: venv fmt-check clippy release lint-template
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## venv: the pinned Python tools (moto_server, cfn-lint) in .venv.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-test.txt constraints-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints-test.txt
+	touch $@
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## release: the two function binaries the Runtime API tests run.
+release:
+	$(CARGO) build --release -p oauth-callback -p gmail-refresh
+	@ls -l target/release/oauth-callback target/release/gmail-refresh
+
+lint-template: venv
+	$(VENV)/bin/cfn-lint template.yaml
+
+## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
+deploy:
+	sam build && sam deploy --guided
+
+clean:
+	rm -rf $(VENV) target

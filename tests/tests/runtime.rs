@@ -1,0 +1,152 @@
+//! The two release binaries, run as Lambda runs them: a process polling the Runtime API,
+//! fed a real API Gateway HTTP API event and a real EventBridge scheduled event, talking to
+//! moto and the fake Google. Their logs, at TRACE, must hold no secret.
+
+use integration_tests::events::{HttpEvent, scheduled_event};
+use integration_tests::runtime_api::{FunctionProcess, Outcome, release_binary};
+use integration_tests::{World, assert_no_secret, minutes_from_now, moto};
+use serde_json::Value;
+
+fn trace_logging() -> [(&'static str, &'static str); 2] {
+    [
+        ("AWS_LAMBDA_LOG_LEVEL", "trace"),
+        ("AWS_LAMBDA_LOG_FORMAT", "json"),
+    ]
+}
+
+fn header(response: &Value, name: &str) -> String {
+    response["headers"][name]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_callback_binary_links_an_account_from_api_gateway_events() {
+    let world = World::new("runtime-callback").await;
+    let mut env = world.env(&trace_logging());
+    env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT".into(), "29".into()));
+    let function = FunctionProcess::start(release_binary("oauth-callback"), env).await;
+
+    let authorize = function
+        .invoke(HttpEvent::get("/authorize").json())
+        .await
+        .response();
+    assert_eq!(authorize["statusCode"], 302, "{authorize}");
+    let location = header(&authorize, "location");
+    let cookie = authorize["cookies"][0]
+        .as_str()
+        .expect("Set-Cookie in cookies")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("__Host-gmail-oauth-flow="));
+
+    let callback_url = world.google.consent(&location).await;
+    let done = function
+        .invoke(HttpEvent::get_url(&callback_url).cookie(&cookie).json())
+        .await
+        .response();
+    assert_eq!(done["statusCode"], 200, "{done}");
+    assert!(done["body"].as_str().unwrap().contains("me@example.com"));
+    assert_eq!(header(&done, "cache-control"), "no-store");
+    assert_eq!(
+        moto::read(&world.ssm, &world.token_param)
+            .await
+            .unwrap()
+            .kind,
+        aws_sdk_ssm::types::ParameterType::SecureString
+    );
+
+    // A query string that is not URI syntax: a 400 page, and the process lives on.
+    let bad = function
+        .invoke(HttpEvent::get("/callback?code=\"<script>\"&state=\\x").json())
+        .await
+        .response();
+    assert_eq!(bad["statusCode"], 400, "{bad}");
+    let bad_host = function
+        .invoke(
+            HttpEvent::get("/authorize")
+                .header("host", "bad host\\")
+                .json(),
+        )
+        .await
+        .response();
+    assert_eq!(bad_host["statusCode"], 302, "{bad_host}");
+    let missing = function
+        .invoke(HttpEvent::get("/other").json())
+        .await
+        .response();
+    assert_eq!(missing["statusCode"], 404);
+
+    let logs = function.logs();
+    assert!(logs.contains("account linked"), "{logs}");
+    assert_no_secret(&logs, &world.secrets(), "the callback function's log");
+    assert_no_secret(&done.to_string(), &world.secrets(), "the callback response");
+}
+
+#[tokio::test]
+async fn the_refresh_binary_answers_a_scheduled_event_with_a_summary_or_a_typed_error() {
+    let world = World::new("runtime-refresh").await;
+    let (refresh_token, _) = world
+        .seed_token("me@example.com", minutes_from_now(-1))
+        .await;
+    let env = world.env(&[
+        ("AWS_LAMBDA_LOG_LEVEL", "trace"),
+        ("AUTHORIZE_URL", "https://abc123.example/authorize"),
+    ]);
+    let function = FunctionProcess::start(release_binary("gmail-refresh"), env).await;
+
+    let summary = function.invoke(scheduled_event()).await.response();
+    assert_eq!(summary["account"], "me@example.com");
+    assert_eq!(summary["token_refreshed"], true);
+    assert_eq!(summary["message_count"], 3);
+    assert_eq!(summary["messages"][0]["subject"], "Subject number 1");
+
+    // Warm: the same process, the token now fresh, answers `{}` without refreshing.
+    let again = function.invoke(serde_json::json!({})).await.response();
+    assert_eq!(again["token_refreshed"], false);
+    assert_eq!(world.google.refresh_grants(), 1);
+
+    // Revoked while deployed: a typed error, the token untouched.
+    world.google.revoke(&refresh_token);
+    let before = moto::read(&world.ssm, &world.token_param).await.unwrap();
+    match function.invoke(scheduled_event()).await {
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => {
+            assert_eq!(error_type, "ReauthorizationRequired");
+            assert!(error_message.contains("https://abc123.example/authorize"));
+        }
+        Outcome::Response(value) => panic!("expected an error, got {value}"),
+    }
+    assert_eq!(
+        moto::read(&world.ssm, &world.token_param)
+            .await
+            .unwrap()
+            .version,
+        before.version
+    );
+
+    let logs = function.logs();
+    assert!(logs.contains("ReauthorizationRequired"), "{logs}");
+    assert_no_secret(&logs, &world.secrets(), "the refresh function's log");
+}
+
+#[tokio::test]
+async fn the_refresh_binary_reports_a_missing_token_as_token_not_found() {
+    let world = World::new("runtime-notoken").await;
+    let function = FunctionProcess::start(release_binary("gmail-refresh"), world.env(&[])).await;
+    match function.invoke(scheduled_event()).await {
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => {
+            assert_eq!(error_type, "TokenNotFound");
+            assert!(error_message.contains(&world.token_param));
+        }
+        Outcome::Response(value) => panic!("expected an error, got {value}"),
+    }
+}
