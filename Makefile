@@ -8,8 +8,9 @@ CARGO ?= cargo
 
 ## test: everything CI checks, from a clean clone.
 test: venv fmt-check clippy release lint-template
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	@mkdir -p target
+	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
 
 ## venv: the pinned Python tools (moto_server, cfn-lint) in .venv.
 venv: $(VENV)/.installed

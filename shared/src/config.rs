@@ -26,6 +26,17 @@ pub fn var(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Option<Strin
         .filter(|v| !v.is_empty())
 }
 
+/// A lookup over fixed pairs instead of the process environment (for tests and tools).
+pub fn fixed_env<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+) -> impl Fn(&str) -> Option<String> + use<K, V> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
 /// The settings shared by the callback and the refresh function.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
@@ -89,14 +100,9 @@ fn parameter_name(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        move |k| map.get(k).cloned()
+        fixed_env(pairs)
     }
 
     #[test]

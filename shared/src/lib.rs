@@ -19,7 +19,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), gmail_oauth::Error> {
 //! use gmail_oauth::{gmail::GmailClient, lifecycle, oauth, retry::RetryPolicy, store::SsmStore};
-//! let http = oauth::http_client();
+//! let http = oauth::http_client().map_err(|e| gmail_oauth::Error::InvalidConfiguration(e.to_string()))?;
 //! let store = SsmStore::from_env(None).await;
 //! let google = oauth::GoogleOAuth::new(http.clone());
 //! let gmail = GmailClient::new(http, "https://gmail.googleapis.com".parse().unwrap(), RetryPolicy::default());

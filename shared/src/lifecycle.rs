@@ -156,8 +156,11 @@ impl Session {
         if self.token.same_as(&self.loaded) {
             return Ok(());
         }
+        let json = self.token.to_json().map_err(|problem| {
+            Error::InvalidConfiguration(format!("token for {} {problem}", settings.token_param))
+        })?;
         let version = store
-            .put_secret(&settings.token_param, &self.token.to_json())
+            .put_secret(&settings.token_param, &json)
             .await
             .map_err(|e| store_failed(&e))?;
         tracing::info!(parameter = %settings.token_param, version, "stored updated token");
@@ -426,8 +429,11 @@ pub async fn link_account(
         },
         now,
     );
+    let json = token
+        .to_json()
+        .map_err(|e| LinkError::Upstream(format!("token {e}")))?;
     let version = store
-        .put_secret(callback.token_param, &token.to_json())
+        .put_secret(callback.token_param, &json)
         .await
         .map_err(|e| LinkError::Upstream(format!("SSM {e}")))?;
     tracing::info!(
@@ -470,7 +476,7 @@ mod tests {
         let mut token = StoredToken::from_json(TOKEN).unwrap();
         token.expiry = expiry_format::parse(expiry);
         token.account = Some("me@example.com".into());
-        token.to_json()
+        token.to_json().unwrap()
     }
 
     fn store_with(token: &str) -> MemoryStore {

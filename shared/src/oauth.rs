@@ -20,15 +20,14 @@ use std::time::Duration;
 use url::Url;
 
 /// The one HTTP client for Google: rustls, no redirects, bounded connect and request time.
-pub fn http_client() -> reqwest::Client {
+/// Fails only when the TLS backend cannot start, which `main` reports before serving.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
         .user_agent(concat!("gmail-oauth/", env!("CARGO_PKG_VERSION")))
         .build()
-        // Only fails when the TLS backend cannot initialise: nothing a caller could recover from.
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// What the token endpoint granted. Secrets are redacted in `Debug`.
@@ -314,7 +313,7 @@ mod tests {
             "https://www.googleapis.com/auth/gmail.readonly".to_owned(),
             "openid".to_owned(),
         ];
-        let request = GoogleOAuth::new(http_client()).authorization_request(
+        let request = GoogleOAuth::new(http_client().unwrap()).authorization_request(
             &secrets,
             ConsentParams {
                 redirect_uri: &redirect,
@@ -365,7 +364,7 @@ mod tests {
             scopes: &[],
             login_hint: None,
         };
-        let google = GoogleOAuth::new(http_client());
+        let google = GoogleOAuth::new(http_client().unwrap());
         let a = google.authorization_request(&secrets, params());
         let b = google.authorization_request(&secrets, params());
         assert_ne!(a.state.secret(), b.state.secret());

@@ -72,9 +72,8 @@ impl StoredToken {
     }
 
     /// The JSON to store. Not for logs: it contains the secrets.
-    pub fn to_json(&self) -> String {
-        // Serializing plain strings, maps and vectors cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String, TokenFormatError> {
+        serde_json::to_string(self).map_err(|e| TokenFormatError::Malformed(e.to_string()))
     }
 
     /// True when there is no usable access token for at least `EXPIRY_MARGIN` from `now`.
@@ -93,7 +92,7 @@ impl StoredToken {
 
     /// Same credentials: used to skip a write when nothing changed.
     pub fn same_as(&self, other: &StoredToken) -> bool {
-        self.to_json() == other.to_json()
+        matches!((self.to_json(), other.to_json()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -195,7 +194,8 @@ mod tests {
         for fixture in [AFTER_CONSENT, AFTER_REFRESH] {
             let original: Map<String, Value> = serde_json::from_str(fixture).unwrap();
             let rewritten: Map<String, Value> =
-                serde_json::from_str(&StoredToken::from_json(fixture).unwrap().to_json()).unwrap();
+                serde_json::from_str(&StoredToken::from_json(fixture).unwrap().to_json().unwrap())
+                    .unwrap();
             assert_eq!(original.len(), rewritten.len());
             for (key, value) in &original {
                 if key == "expiry" {
@@ -213,7 +213,7 @@ mod tests {
         let json =
             r#"{"refresh_token":"r","rapt_token":"rapt","future_key":{"a":[1,2]},"expiry":null}"#;
         let token = StoredToken::from_json(json).unwrap();
-        let again: Value = serde_json::from_str(&token.to_json()).unwrap();
+        let again: Value = serde_json::from_str(&token.to_json().unwrap()).unwrap();
         assert_eq!(again["rapt_token"], "rapt");
         assert_eq!(again["future_key"]["a"][1], 2);
         assert!(again.get("expiry").is_none());

@@ -10,7 +10,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
 use gmail_oauth::store::SsmStore;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// One test's world: a fresh fake Google, its own parameter names in the shared moto, and
@@ -67,18 +66,39 @@ impl World {
 
     /// The callback function's app, configured from `env(extra)`.
     pub async fn callback_app(&self, extra: &[(&str, &str)]) -> oauth_callback::App<SsmStore> {
-        let lookup = lookup(&self.env(extra));
+        let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = oauth_callback::Config::from_lookup(&lookup).expect("callback config");
         let store = self.store(config.common.kms_key_id.as_deref()).await;
-        oauth_callback::App::new(config, store, gmail_oauth::oauth::http_client())
+        oauth_callback::App::new(
+            config,
+            store,
+            gmail_oauth::oauth::http_client().expect("HTTP client"),
+        )
     }
 
     /// The refresh function, configured from `env(extra)`.
     pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<SsmStore> {
-        let lookup = lookup(&self.env(extra));
+        let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
         let store = self.store(config.common.kms_key_id.as_deref()).await;
-        gmail_refresh::Refresh::new(config, store, gmail_oauth::oauth::http_client())
+        gmail_refresh::Refresh::new(
+            config,
+            store,
+            gmail_oauth::oauth::http_client().expect("HTTP client"),
+        )
+    }
+
+    /// One scheduled run of the refresh function configured with `extra`: the summary, or
+    /// the Lambda diagnostic (`errorType`, `errorMessage`) it would report.
+    pub async fn run_refresh(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<gmail_oauth::lifecycle::RunSummary, lambda_runtime::Diagnostic> {
+        self.refresh_app(extra)
+            .await
+            .run(Utc::now())
+            .await
+            .map_err(lambda_runtime::Diagnostic::from)
     }
 
     /// Stores a token as google-auth would after a consent by `account`, its access token
@@ -108,18 +128,20 @@ impl World {
             .map(|s| serde_json::from_str(&s.value).expect("stored token is JSON"))
     }
 
+    /// The version of the stored token parameter (panics if there is none).
+    pub async fn token_version(&self) -> i64 {
+        moto::read(&self.ssm, &self.token_param)
+            .await
+            .expect("a stored token")
+            .version
+    }
+
     /// Every secret in play: the fake's tokens and codes, and the client secret.
     pub fn secrets(&self) -> Vec<String> {
         let mut secrets = self.google.issued_secrets();
         secrets.push(CLIENT_SECRET.into());
         secrets
     }
-}
-
-/// An environment lookup over fixed pairs (the functions' `Config::from_lookup`).
-pub fn lookup(pairs: &[(String, String)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: HashMap<String, String> = pairs.iter().cloned().collect();
-    move |name| map.get(name).cloned()
 }
 
 pub fn minutes_from_now(minutes: i64) -> DateTime<Utc> {

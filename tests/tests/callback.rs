@@ -444,13 +444,7 @@ async fn without_a_refresh_token_the_stored_one_is_kept_only_for_the_same_accoun
         callback(&app, &callback_url, &cookie).await.status_code,
         403
     );
-    assert_eq!(
-        moto::read(&world.ssm, &world.token_param)
-            .await
-            .unwrap()
-            .version,
-        before.version
-    );
+    assert_eq!(world.token_version().await, before.version);
 }
 
 #[tokio::test]

@@ -32,13 +32,7 @@ async fn a_valid_token_is_used_without_refresh_or_write() {
     assert_eq!(summary.messages[2].subject, "Subject number 3");
     assert!(summary.messages[1].date.starts_with("Mon, 23 Nov 2026"));
     assert_eq!(world.google.refresh_grants(), 0);
-    assert_eq!(
-        moto::read(&world.ssm, &world.token_param)
-            .await
-            .unwrap()
-            .version,
-        before.version
-    );
+    assert_eq!(world.token_version().await, before.version);
 }
 
 #[tokio::test]
@@ -81,12 +75,7 @@ async fn an_expired_token_without_expiry_is_refreshed() {
         "rapt_token": "kept-as-is",
     });
     moto::put(&world.ssm, &world.token_param, &token.to_string()).await;
-    let summary = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .expect("run");
+    let summary = world.run_refresh(&[]).await.expect("run");
     assert!(summary.token_refreshed);
     // A google-auth token has `"account": ""`: the address comes from Gmail's profile.
     assert_eq!(summary.account, "me@example.com");
@@ -133,13 +122,7 @@ async fn a_revoked_grant_requires_reauthorization_and_leaves_the_token_untouched
 #[tokio::test]
 async fn a_missing_token_is_token_not_found_naming_the_parameter() {
     let world = World::new("missing").await;
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "TokenNotFound");
     assert!(diagnostic.error_message.contains(&world.token_param));
     assert_eq!(
@@ -154,16 +137,11 @@ async fn missing_or_malformed_client_secrets_are_invalid_configuration() {
     world
         .seed_token("me@example.com", minutes_from_now(30))
         .await;
-    let error = world
-        .refresh_app(&[("CLIENT_SECRETS_PARAM", "/gmail-oauth-test/none")])
-        .await
-        .run(Utc::now())
+    let diagnostic = world
+        .run_refresh(&[("CLIENT_SECRETS_PARAM", "/gmail-oauth-test/none")])
         .await
         .unwrap_err();
-    assert_eq!(
-        lambda_runtime::Diagnostic::from(error).error_type,
-        "InvalidConfiguration"
-    );
+    assert_eq!(diagnostic.error_type, "InvalidConfiguration");
 
     moto::put(
         &world.ssm,
@@ -171,13 +149,7 @@ async fn missing_or_malformed_client_secrets_are_invalid_configuration() {
         r#"{"web": {"client_id": "x"}}"#,
     )
     .await;
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "InvalidConfiguration");
     assert!(diagnostic.error_message.contains(&world.secrets_param));
     assert!(diagnostic.error_message.contains("client_secret"));
@@ -187,23 +159,11 @@ async fn missing_or_malformed_client_secrets_are_invalid_configuration() {
 async fn a_malformed_stored_token_is_invalid_configuration_and_is_not_overwritten() {
     let world = World::new("badtoken").await;
     moto::put(&world.ssm, &world.token_param, "{\"token\": \"abc\"").await;
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "InvalidConfiguration");
     assert!(diagnostic.error_message.contains(&world.token_param));
     assert!(!diagnostic.error_message.contains("abc"));
-    assert_eq!(
-        moto::read(&world.ssm, &world.token_param)
-            .await
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(world.token_version().await, 1);
 }
 
 #[tokio::test]
@@ -213,12 +173,7 @@ async fn a_gmail_401_refreshes_once_and_retries() {
         .seed_token("me@example.com", minutes_from_now(30))
         .await;
     world.google.inject_gmail_fault(Fault::Status(401));
-    let summary = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .expect("run");
+    let summary = world.run_refresh(&[]).await.expect("run");
     assert!(summary.token_refreshed);
     assert_eq!(world.google.refresh_grants(), 1);
     assert_eq!(summary.message_count, 3);
@@ -232,13 +187,7 @@ async fn gmail_401_after_a_refresh_requires_reauthorization() {
         .await;
     world.google.inject_gmail_fault(Fault::Status(401));
     world.google.inject_gmail_fault(Fault::Status(401));
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "ReauthorizationRequired");
     assert!(diagnostic.error_message.contains("401"));
     assert_eq!(world.google.refresh_grants(), 1);
@@ -259,12 +208,7 @@ async fn transient_429_and_503_are_retried_with_backoff() {
     });
     world.google.inject_gmail_fault(Fault::Status(503));
     let started = std::time::Instant::now();
-    let summary = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .expect("run");
+    let summary = world.run_refresh(&[]).await.expect("run");
     assert_eq!(summary.message_count, 3);
     // Retry-After: 1 was honoured (a functional check of the wait, not a speed measurement).
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
@@ -280,13 +224,7 @@ async fn a_token_endpoint_outage_is_upstream_after_bounded_retries() {
     for _ in 0..3 {
         world.google.inject_token_fault(Fault::Status(500));
     }
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "Upstream");
     assert_eq!(world.google.refresh_grants(), 3);
     assert_eq!(
@@ -296,15 +234,7 @@ async fn a_token_endpoint_outage_is_upstream_after_bounded_retries() {
 
     // One outage answer, then Google recovers: the retry succeeds.
     world.google.inject_token_fault(Fault::Status(503));
-    assert!(
-        world
-            .refresh_app(&[])
-            .await
-            .run(Utc::now())
-            .await
-            .expect("run")
-            .token_refreshed
-    );
+    assert!(world.run_refresh(&[]).await.expect("run").token_refreshed);
 }
 
 #[tokio::test]
@@ -316,13 +246,7 @@ async fn a_persistent_gmail_outage_is_upstream() {
     for _ in 0..4 {
         world.google.inject_gmail_fault(Fault::Status(503));
     }
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "Upstream");
     assert!(diagnostic.error_message.contains("503"));
     assert_eq!(world.google.gmail_requests(), 4);
@@ -336,9 +260,7 @@ async fn messages_are_paged_up_to_max_messages() {
         .await;
     world.google.set_messages(40);
     let summary = world
-        .refresh_app(&[("GMAIL_QUERY", "from:boss newer_than:1d")])
-        .await
-        .run(Utc::now())
+        .run_refresh(&[("GMAIL_QUERY", "from:boss newer_than:1d")])
         .await
         .expect("run");
     assert_eq!(summary.message_count, 25);
@@ -352,9 +274,7 @@ async fn messages_are_paged_up_to_max_messages() {
     );
 
     let summary = world
-        .refresh_app(&[("MAX_MESSAGES", "7")])
-        .await
-        .run(Utc::now())
+        .run_refresh(&[("MAX_MESSAGES", "7")])
         .await
         .expect("run");
     assert_eq!(summary.message_count, 7);
@@ -367,9 +287,7 @@ async fn the_summary_serializes_as_the_spec_shows() {
         .seed_token("me@example.com", minutes_from_now(30))
         .await;
     let summary = world
-        .refresh_app(&[("MAX_MESSAGES", "1")])
-        .await
-        .run(Utc::now())
+        .run_refresh(&[("MAX_MESSAGES", "1")])
         .await
         .expect("run");
     let json = serde_json::to_value(&summary).unwrap();
@@ -404,16 +322,8 @@ async fn a_refreshed_token_is_kept_even_when_gmail_then_fails() {
     for _ in 0..4 {
         world.google.inject_gmail_fault(Fault::Status(503));
     }
-    let error = world
-        .refresh_app(&[])
-        .await
-        .run(Utc::now())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        lambda_runtime::Diagnostic::from(error).error_type,
-        "Upstream"
-    );
+    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "Upstream");
     let token = world.stored_token().await.unwrap();
     assert_ne!(token["token"], old_access.as_str());
     assert_eq!(token["refresh_token"], refresh_token.as_str());

@@ -122,13 +122,7 @@ async fn the_refresh_binary_answers_a_scheduled_event_with_a_summary_or_a_typed_
         }
         Outcome::Response(value) => panic!("expected an error, got {value}"),
     }
-    assert_eq!(
-        moto::read(&world.ssm, &world.token_param)
-            .await
-            .unwrap()
-            .version,
-        before.version
-    );
+    assert_eq!(world.token_version().await, before.version);
 
     let logs = function.logs();
     assert!(logs.contains("ReauthorizationRequired"), "{logs}");

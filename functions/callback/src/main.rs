@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::warn!("ALLOWED_ACCOUNTS is empty: no account can be linked until it is set");
     }
     let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
-    let app = App::new(config, store, gmail_oauth::oauth::http_client());
+    let app = App::new(config, store, gmail_oauth::oauth::http_client()?);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let app = &app;

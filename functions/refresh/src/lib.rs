@@ -115,14 +115,9 @@ impl<S: TokenStore> Refresh<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        move |k| map.get(k).cloned()
+        gmail_oauth::config::fixed_env(pairs)
     }
 
     #[test]

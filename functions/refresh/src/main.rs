@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
     })?;
     let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
-    let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client());
+    let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client()?);
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
     lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| {
