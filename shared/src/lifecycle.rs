@@ -239,13 +239,14 @@ async fn load(
         .map_err(|e| store_failed(&e))?
         .into_iter();
     let (secrets, token) = (found.next().flatten(), found.next().flatten());
-    let secrets = parse_client_secrets(settings.client_secrets_param.as_str(), secrets)?;
+    // Without a token nothing else matters: say first that someone has to consent.
     let Some(Parameter { value, .. }) = token else {
         return Err(Error::TokenNotFound {
             parameter: settings.token_param.clone(),
             authorize_url: settings.authorize_url.clone(),
         });
     };
+    let secrets = parse_client_secrets(settings.client_secrets_param.as_str(), secrets)?;
     let token = StoredToken::from_json(&value).map_err(|problem| {
         Error::InvalidConfiguration(format!(
             "token parameter {} {problem}",
@@ -290,30 +291,49 @@ fn store_failed(error: &StoreError) -> Error {
 
 /// `ALLOWED_ACCOUNTS`: mailbox addresses and `@domain` entries, case-insensitive.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedAccounts(Vec<String>);
+pub struct AllowedAccounts {
+    entries: Vec<String>,
+    anyone: bool,
+}
 
 impl AllowedAccounts {
     pub fn parse(list: &str) -> Self {
-        AllowedAccounts(
-            list.split(',')
-                .map(|e| e.trim().to_ascii_lowercase())
-                .filter(|e| !e.is_empty())
-                .collect(),
-        )
+        let entries = list
+            .split(',')
+            .map(|e| e.trim().to_ascii_lowercase())
+            .filter(|e| !e.is_empty())
+            .collect();
+        AllowedAccounts {
+            entries,
+            anyone: false,
+        }
+    }
+
+    /// Every account: for a local consent, where the person at the keyboard is the user.
+    pub fn anyone() -> Self {
+        AllowedAccounts {
+            entries: Vec::new(),
+            anyone: true,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty() && !self.anyone
     }
 
     /// Whether `account` may be linked. An empty list allows nobody.
     pub fn allows(&self, account: &str) -> bool {
+        if self.anyone {
+            return true;
+        }
         let account = account.trim().to_ascii_lowercase();
         let domain = account.rsplit_once('@').map(|(_, d)| d);
-        self.0.iter().any(|entry| match entry.strip_prefix('@') {
-            Some(allowed_domain) => domain == Some(allowed_domain),
-            None => *entry == account,
-        })
+        self.entries
+            .iter()
+            .any(|entry| match entry.strip_prefix('@') {
+                Some(allowed_domain) => domain == Some(allowed_domain),
+                None => *entry == account,
+            })
     }
 }
 

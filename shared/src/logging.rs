@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 /// Our crates, which never log secrets at any level (the tests check at TRACE).
+/// (The CLI binary is a crate named `gmail_oauth` too.)
 const OWN_CRATES: [&str; 3] = ["gmail_oauth", "oauth_callback", "gmail_refresh"];
 
 /// The filter for a level name (`AWS_LAMBDA_LOG_LEVEL`), INFO when absent or unknown.
@@ -44,6 +45,18 @@ pub fn init_lambda() {
     } else {
         builder.try_init()
     };
+}
+
+/// Installs a plain subscriber on stderr for command-line tools: `RUST_LOG`'s level if set,
+/// else `default_level`, with the same cap on other crates.
+pub fn init_stderr(default_level: &str) {
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| default_level.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter(Some(&level)))
+        .try_init();
 }
 
 #[cfg(test)]

@@ -192,6 +192,42 @@ impl GoogleOAuth {
     }
 }
 
+/// Google's token revocation endpoint (not part of the client secrets JSON).
+pub const GOOGLE_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+
+impl GoogleOAuth {
+    /// Revokes a grant at Google (RFC 7009): the refresh token and every access token of it
+    /// stop working. A token Google already considers invalid counts as revoked.
+    ///
+    /// A plain form POST rather than `oauth2`'s revocation request, which refuses any
+    /// non-HTTPS endpoint, loopback included; `endpoint_url` enforces TLS here just the same.
+    pub async fn revoke(&self, revoke_uri: &Url, token: &RefreshToken) -> Result<(), OAuthError> {
+        let response = self
+            .http
+            .post(revoke_uri.clone())
+            .form(&[("token", token.secret().as_str())])
+            .send()
+            .await
+            .map_err(|e| OAuthError::Unavailable(TransportError::from(e).to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(OAuthError::Unavailable(format!("HTTP {}", status.as_u16())));
+        }
+        #[derive(serde::Deserialize)]
+        struct RevokeError {
+            error: String,
+        }
+        match response.json::<RevokeError>().await {
+            Ok(body) if body.error == "invalid_token" => Ok(()),
+            Ok(body) => Err(OAuthError::Rejected(body.error)),
+            Err(_) => Err(OAuthError::Rejected(format!("HTTP {}", status.as_u16()))),
+        }
+    }
+}
+
 impl Refresher for GoogleOAuth {
     /// The refresh grant (RFC 6749 §6), retried with backoff while Google is unavailable.
     async fn refresh(

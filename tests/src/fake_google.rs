@@ -127,6 +127,7 @@ impl FakeGoogle {
         let app = Router::new()
             .route("/o/oauth2/auth", get(authorize))
             .route("/token", post(token))
+            .route("/revoke", post(revoke_grant))
             .route("/gmail/v1/users/me/profile", get(profile))
             .route("/gmail/v1/users/me/messages", get(list_messages))
             .route("/gmail/v1/users/me/messages/{id}", get(get_message))
@@ -161,6 +162,18 @@ impl FakeGoogle {
         .to_string()
     }
 
+    pub fn revoke_uri(&self) -> String {
+        format!("{}/revoke", self.base_url)
+    }
+
+    /// Whether Google still honours this refresh token.
+    pub fn is_revoked(&self, refresh_token: &str) -> bool {
+        self.lock()
+            .refresh_tokens
+            .get(refresh_token)
+            .is_none_or(|grant| grant.revoked)
+    }
+
     pub fn token_uri(&self) -> String {
         format!("{}/token", self.base_url)
     }
@@ -187,20 +200,7 @@ impl FakeGoogle {
 
     /// The user revokes access (myaccount.google.com/permissions): every token of the grant dies.
     pub fn revoke(&self, refresh_token: &str) {
-        let mut state = self.lock();
-        let account = state.refresh_tokens.get_mut(refresh_token).map(|grant| {
-            grant.revoked = true;
-            grant.account.clone()
-        });
-        if let Some(account) = account {
-            for access in state
-                .access_tokens
-                .values_mut()
-                .filter(|a| a.account == account)
-            {
-                access.valid = false;
-            }
-        }
+        revoke_in(&mut self.lock(), refresh_token);
     }
 
     /// Who signs in on the consent page.
@@ -626,4 +626,33 @@ async fn get_message(
         "sizeEstimate": 2048,
         "payload": { "mimeType": "multipart/alternative", "headers": headers },
     }))
+}
+
+fn revoke_in(state: &mut GoogleState, refresh_token: &str) -> bool {
+    let account = state.refresh_tokens.get_mut(refresh_token).map(|grant| {
+        grant.revoked = true;
+        grant.account.clone()
+    });
+    if let Some(account) = &account {
+        for access in state
+            .access_tokens
+            .values_mut()
+            .filter(|a| &a.account == account)
+        {
+            access.valid = false;
+        }
+    }
+    account.is_some()
+}
+
+/// RFC 7009 revocation as Google answers it: 200, or 400 `invalid_token` for an unknown token.
+async fn revoke_grant(State(state): State<Arc<Mutex<GoogleState>>>, body: Bytes) -> Response {
+    let params = form(&body);
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let token = params.get("token").cloned().unwrap_or_default();
+    if revoke_in(&mut state, &token) {
+        StatusCode::OK.into_response()
+    } else {
+        oauth_error(StatusCode::BAD_REQUEST, "invalid_token")
+    }
 }

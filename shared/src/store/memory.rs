@@ -57,6 +57,20 @@ impl TokenStore for MemoryStore {
         }
         Ok(version)
     }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove(name)
+    }
+}
+
+impl MemoryStore {
+    fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let mut values = self
+            .values
+            .lock()
+            .map_err(|_| poisoned("DeleteParameter"))?;
+        Ok(values.remove(name).is_some())
+    }
 }
 
 fn poisoned(operation: &'static str) -> StoreError {

@@ -4,9 +4,11 @@
 //! both values), write one as a secret. Every read returns the parameter's version, so a
 //! writer can tell whether someone else wrote since it read.
 
+mod file;
 mod memory;
 mod ssm;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use ssm::SsmStore;
 
@@ -62,4 +64,7 @@ pub trait TokenStore: Send + Sync {
         name: &str,
         value: &str,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Removes a parameter; `false` if there was none.
+    fn delete(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

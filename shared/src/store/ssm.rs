@@ -79,6 +79,20 @@ impl TokenStore for SsmStore {
             .map_err(|e| classify("PutParameter", name.to_owned(), e))?;
         Ok(output.version())
     }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(classify("DeleteParameter", name.to_owned(), error)),
+        }
+    }
 }
 
 /// Sorts SDK failures into "try later" and "refused", keeping only the AWS error code:
