@@ -4,7 +4,9 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv fmt-check clippy unit release lint-template integration deploy clean
+.PHONY: test venv fmt-check clippy release lint-template run deploy clean
+
+GMAIL_OAUTH := target/release/gmail-oauth
 
 ## test: everything CI checks, from a clean clone.
 test: venv fmt-check clippy release lint-template
@@ -33,6 +35,16 @@ release:
 
 lint-template: venv
 	$(VENV)/bin/cfn-lint template.yaml
+
+## run: the main job on this machine, on the local file store: consent in the browser the
+## first time (CLIENT_SECRETS=path to the JSON from Google Cloud Console), then read the inbox.
+run:
+	$(CARGO) build --release --quiet -p gmail-oauth-cli
+	@$(GMAIL_OAUTH) status > /dev/null 2>&1; status=$$?; \
+	if [ $$status -eq 4 ]; then \
+	  $(GMAIL_OAUTH) login $(if $(CLIENT_SECRETS),--client-secrets $(CLIENT_SECRETS)) || exit $$?; \
+	fi
+	$(GMAIL_OAUTH) run
 
 ## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
 deploy:
