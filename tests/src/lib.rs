@@ -148,6 +148,34 @@ pub fn minutes_from_now(minutes: i64) -> DateTime<Utc> {
     Utc::now() + TimeDelta::minutes(minutes)
 }
 
+/// Runs `tests/python/peer.py` (pythonic_gmail as a peer) with the venv's Python, against
+/// moto, and returns the JSON it prints. A missing venv or package fails with instructions.
+pub fn python_peer(args: &[&str]) -> Value {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("PEER_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: run `make venv` (it installs pythonic-gmail and its peers)",
+        python.display()
+    );
+    let output = std::process::Command::new(&python)
+        .arg(root.join("python/peer.py"))
+        .args(args)
+        .env_clear()
+        .envs(moto::moto().env())
+        .output()
+        .expect("run the Python peer");
+    assert!(
+        output.status.success(),
+        "python peer {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+}
+
 /// Asserts none of `secrets` appears in `text`, naming where it was found.
 pub fn assert_no_secret(text: &str, secrets: &[String], place: &str) {
     for secret in secrets.iter().filter(|s| s.len() >= 8) {
