@@ -132,6 +132,17 @@ impl TokenStore for LocationStore {
         }
     }
 
+    async fn get_version(&self, name: &str, version: i64) -> Result<Option<Parameter>, StoreError> {
+        match Self::parse(name)? {
+            Location::File(path) => {
+                FileStore
+                    .get_version(&path.to_string_lossy(), version)
+                    .await
+            }
+            Location::Ssm(param) => self.ssm().await.get_version(&param, version).await,
+        }
+    }
+
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {
         match Self::parse(name)? {
             Location::File(path) => FileStore.delete(&path.to_string_lossy()).await,

@@ -38,6 +38,14 @@ pub struct RunSummary {
     pub messages: Vec<MessageSummary>,
 }
 
+/// When a run must be over (the Lambda invocation's deadline), and how much of that time
+/// is kept for storing a refreshed token.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: tokio::time::Instant,
+    pub save_reserve: std::time::Duration,
+}
+
 /// The scheduled run: load → refresh if expiring → read mail (on a 401, refresh once and
 /// read again) → write the token back only if it changed. `invalid_grant` ends the run with
 /// [`Error::ReauthorizationRequired`] and the stored token untouched.
@@ -48,12 +56,50 @@ pub async fn refresh_and_read_mail(
     settings: &RunSettings,
     now: DateTime<Utc>,
 ) -> Result<RunSummary, Error> {
+    refresh_and_read_mail_by(store, oauth, gmail, settings, now, None).await
+}
+
+/// [`refresh_and_read_mail`] that ends before `deadline`: Google and Gmail get the time up
+/// to the save reserve, storing a refreshed token gets the rest.
+pub async fn refresh_and_read_mail_by(
+    store: &impl TokenStore,
+    oauth: &impl Refresher,
+    gmail: &impl Mailbox,
+    settings: &RunSettings,
+    now: DateTime<Utc>,
+    deadline: Option<Deadline>,
+) -> Result<RunSummary, Error> {
     let (secrets, mut session) = load(store, settings).await?;
-    let outcome = use_token(oauth, gmail, &secrets, &mut session, settings, now).await;
+    let outcome = {
+        let work = use_token(oauth, gmail, &secrets, &mut session, settings, now);
+        match deadline {
+            Some(d) => {
+                tokio::time::timeout_at(d.at.checked_sub(d.save_reserve).unwrap_or(d.at), work)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Upstream(
+                            "Google or Gmail did not answer before the invocation's deadline"
+                                .into(),
+                        ))
+                    })
+            }
+            None => work.await,
+        }
+    };
     // A refreshed token is kept even when Gmail then fails; only a grant Google refuses
     // leaves the parameter exactly as it was.
     if !matches!(outcome, Err(Error::ReauthorizationRequired { .. })) {
-        let saved = session.save_if_changed(store, settings).await;
+        let saving = session.save_if_changed(store, settings);
+        let saved = match deadline {
+            Some(d) => tokio::time::timeout_at(d.at, saving)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Upstream(
+                        "SSM did not store the refreshed token before the deadline".into(),
+                    ))
+                }),
+            None => saving.await,
+        };
         if outcome.is_ok() {
             saved?;
         }
@@ -105,10 +151,11 @@ async fn use_token(
     }
 }
 
-/// A token in use during one run, and what it was when read.
+/// A token in use during one run, what it was when read, and the version read.
 struct Session {
     token: StoredToken,
     loaded: StoredToken,
+    version: i64,
     refreshed: bool,
 }
 
@@ -147,7 +194,15 @@ impl Session {
         Ok(())
     }
 
-    /// Writes the token back if anything in it changed since it was read.
+    /// Writes the token back if anything in it changed since it was read, without ever
+    /// hiding a newer write (a consent that happened during this run).
+    ///
+    /// SSM has no compare-and-swap, so: (1) re-read the version and skip the write if it
+    /// moved, because a newer token is there; (2) write; (3) if our write is not the one
+    /// right after the version read in (1), another write landed in between and ours now
+    /// hides it: put that one back on top. Between (2) and (3) the stored token is ours,
+    /// whose refresh token Google still honours (a new consent does not revoke older
+    /// grants), so even a reader in that window of milliseconds gets a working token.
     async fn save_if_changed(
         &self,
         store: &impl TokenStore,
@@ -156,14 +211,57 @@ impl Session {
         if self.token.same_as(&self.loaded) {
             return Ok(());
         }
+        let name = settings.token_param.as_str();
+        let current = store
+            .get_many(&[name])
+            .await
+            .map_err(|e| store_failed(&e))?
+            .pop()
+            .flatten();
+        match current {
+            Some(current) if current.version == self.version => {}
+            Some(current) => {
+                tracing::warn!(
+                    parameter = name,
+                    read = self.version,
+                    now = current.version,
+                    "token was rewritten during this run (a new consent?); keeping the newer one"
+                );
+                return Ok(());
+            }
+            None => {
+                tracing::warn!(
+                    parameter = name,
+                    "token was removed during this run; not writing it back"
+                );
+                return Ok(());
+            }
+        }
         let json = self.token.to_json().map_err(|problem| {
-            Error::InvalidConfiguration(format!("token for {} {problem}", settings.token_param))
+            Error::InvalidConfiguration(format!("token for {name} {problem}"))
         })?;
-        let version = store
-            .put_secret(&settings.token_param, &json)
+        let written = store
+            .put_secret(name, &json)
             .await
             .map_err(|e| store_failed(&e))?;
-        tracing::info!(parameter = %settings.token_param, version, "stored updated token");
+        tracing::info!(parameter = name, version = written, "stored updated token");
+        if written > self.version + 1
+            && let Some(newer) = store
+                .get_version(name, written - 1)
+                .await
+                .map_err(|e| store_failed(&e))?
+        {
+            let restored = store
+                .put_secret(name, &newer.value)
+                .await
+                .map_err(|e| store_failed(&e))?;
+            tracing::warn!(
+                parameter = name,
+                hidden = newer.version,
+                restored,
+                "a newer token was written while this run wrote; restored it on top"
+            );
+        }
         Ok(())
     }
 }
@@ -240,7 +338,7 @@ async fn load(
         .into_iter();
     let (secrets, token) = (found.next().flatten(), found.next().flatten());
     // Without a token nothing else matters: say first that someone has to consent.
-    let Some(Parameter { value, .. }) = token else {
+    let Some(Parameter { value, version, .. }) = token else {
         return Err(Error::TokenNotFound {
             parameter: settings.token_param.clone(),
             authorize_url: settings.authorize_url.clone(),
@@ -258,6 +356,7 @@ async fn load(
         Session {
             loaded: token.clone(),
             token,
+            version,
             refreshed: false,
         },
     ))
@@ -749,6 +848,100 @@ mod tests {
         assert_eq!(error.error_type(), "InvalidConfiguration");
         assert!(error.to_string().contains("/t/token"));
         assert_eq!(store.value("/t/token").unwrap(), "{not json");
+    }
+
+    /// A consent that stores its token while the refresh is in flight at Google.
+    struct ConsentDuringRefresh<'a> {
+        store: &'a MemoryStore,
+        consent: String,
+    }
+
+    impl Refresher for ConsentDuringRefresh<'_> {
+        async fn refresh(&self, _: &TokenClient, _: &RefreshToken) -> Result<Grant, OAuthError> {
+            self.store
+                .put_secret("/t/token", &self.consent)
+                .await
+                .unwrap();
+            grant("stale-access", None)
+        }
+    }
+
+    fn consent_token() -> String {
+        let mut token = StoredToken::from_json(&stored("2026-11-23T13:00:00Z")).unwrap();
+        token.refresh_token = Some(RefreshToken::new("1//from-the-new-consent".into()));
+        token.to_json().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_consent_during_the_refresh_is_not_overwritten() {
+        let store = store_with(&stored("2026-11-23T11:00:00Z"));
+        let consent = consent_token();
+        let oauth = ConsentDuringRefresh {
+            store: &store,
+            consent: consent.clone(),
+        };
+        refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("stale-access"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.value("/t/token").unwrap(), consent);
+        assert_eq!(store.writes(), ["/t/token"], "only the consent wrote");
+    }
+
+    /// A store where a consent's write lands between the refresh's re-check and its write.
+    struct ConsentBeforeNextWrite {
+        inner: MemoryStore,
+        consent: Mutex<Option<String>>,
+    }
+
+    impl TokenStore for ConsentBeforeNextWrite {
+        async fn get_many(&self, names: &[&str]) -> Result<Vec<Option<Parameter>>, StoreError> {
+            self.inner.get_many(names).await
+        }
+        async fn put_secret(&self, name: &str, value: &str) -> Result<i64, StoreError> {
+            let consent = self.consent.lock().unwrap().take();
+            if let Some(consent) = consent {
+                self.inner.put_secret(name, &consent).await?;
+            }
+            self.inner.put_secret(name, value).await
+        }
+        async fn get_version(
+            &self,
+            name: &str,
+            version: i64,
+        ) -> Result<Option<Parameter>, StoreError> {
+            self.inner.get_version(name, version).await
+        }
+        async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+            self.inner.delete(name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consent_between_check_and_write_is_put_back_on_top() {
+        let consent = consent_token();
+        let store = ConsentBeforeNextWrite {
+            inner: store_with(&stored("2026-11-23T11:00:00Z")),
+            consent: Mutex::new(Some(consent.clone())),
+        };
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
+        refresh_and_read_mail(
+            &store,
+            &oauth,
+            &FakeMailbox::accepting("new-access"),
+            &settings(),
+            now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.inner.value("/t/token").unwrap(), consent);
+        // consent (v2), the refresh (v3), the consent restored (v4).
+        assert_eq!(store.inner.writes().len(), 3);
     }
 
     #[test]

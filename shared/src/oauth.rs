@@ -22,10 +22,18 @@ use url::Url;
 /// The one HTTP client for Google: rustls, no redirects, bounded connect and request time.
 /// Fails only when the TLS backend cannot start, which `main` reports before serving.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    http_client_with(Duration::from_secs(3), Duration::from_secs(10))
+}
+
+/// The same client with other bounds (tests scale time down with it).
+pub fn http_client_with(
+    connect: Duration,
+    request: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(connect)
+        .timeout(request)
         .user_agent(concat!("gmail-oauth/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -110,13 +118,18 @@ type Configured =
 
 impl GoogleOAuth {
     pub fn new(http: reqwest::Client) -> Self {
-        GoogleOAuth {
+        Self::with_retry(
             http,
-            retry: RetryPolicy {
+            RetryPolicy {
                 max_attempts: 3,
                 ..RetryPolicy::default()
             },
-        }
+        )
+    }
+
+    /// With another retry policy for the refresh grant.
+    pub fn with_retry(http: reqwest::Client, retry: RetryPolicy) -> Self {
+        GoogleOAuth { http, retry }
     }
 
     fn client(client: &TokenClient, auth_uri: Option<&Url>) -> Configured {

@@ -76,6 +76,7 @@ struct GoogleState {
     messages: Vec<FakeMessage>,
     page_size_cap: usize,
     token_faults: VecDeque<Fault>,
+    refresh_holds: VecDeque<crate::ssm_proxy::Hold>,
     gmail_faults: VecDeque<Fault>,
     counter: u64,
     code_redemptions: usize,
@@ -234,6 +235,29 @@ impl FakeGoogle {
                 date: format!("Mon, 23 Nov 2026 10:{:02}:00 +0000", i % 60),
             })
             .collect();
+    }
+
+    /// Holds the next refresh grant until released (to force interleavings).
+    pub fn hold_refresh(&self) -> crate::ssm_proxy::Hold {
+        let hold = crate::ssm_proxy::Hold::default();
+        self.lock().refresh_holds.push_back(hold.clone());
+        hold
+    }
+
+    /// Drops every injected fault and hold not used yet.
+    pub fn clear_faults(&self) {
+        let mut state = self.lock();
+        state.token_faults.clear();
+        state.gmail_faults.clear();
+        state.refresh_holds.clear();
+    }
+
+    /// Whether Google would accept this refresh token.
+    pub fn is_valid_refresh_token(&self, refresh_token: &str) -> bool {
+        self.lock()
+            .refresh_tokens
+            .get(refresh_token)
+            .is_some_and(|grant| !grant.revoked)
     }
 
     pub fn inject_token_fault(&self, fault: Fault) {
@@ -423,15 +447,22 @@ async fn token(
     body: Bytes,
 ) -> Response {
     let params = form(&body);
-    let injected = {
+    let (injected, hold) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hold = None;
         match params.get("grant_type").map(String::as_str) {
             Some("authorization_code") => state.code_redemptions += 1,
-            Some("refresh_token") => state.refresh_grants += 1,
+            Some("refresh_token") => {
+                state.refresh_grants += 1;
+                hold = state.refresh_holds.pop_front();
+            }
             _ => {}
         }
-        state.token_faults.pop_front()
+        (state.token_faults.pop_front(), hold)
     };
+    if let Some(hold) = hold {
+        hold.arrive_and_wait().await;
+    }
     if let Some(response) = fault(injected).await {
         return response;
     }

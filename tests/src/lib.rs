@@ -5,6 +5,7 @@ pub mod events;
 pub mod fake_google;
 pub mod moto;
 pub mod runtime_api;
+pub mod ssm_proxy;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
@@ -86,6 +87,45 @@ impl World {
             store,
             gmail_oauth::oauth::http_client().expect("HTTP client"),
         )
+    }
+
+    /// The refresh function talking to SSM through `proxy`, with every timeout and backoff
+    /// scaled down (HTTP requests 150 ms, Gmail retries from 2 ms, SDK retries from 5 ms), so
+    /// fault schedules run by the thousand. The bounds are the same code, only smaller.
+    pub async fn refresh_app_via(
+        &self,
+        proxy: &ssm_proxy::SsmProxy,
+    ) -> gmail_refresh::Refresh<SsmStore> {
+        use std::time::Duration;
+        let lookup = gmail_oauth::config::fixed_env(&self.env(&[]));
+        let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
+        let http = gmail_oauth::oauth::http_client_with(
+            Duration::from_millis(200),
+            Duration::from_millis(150),
+        )
+        .expect("HTTP client");
+        let fast = gmail_oauth::retry::RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(20),
+        };
+        let gmail = gmail_oauth::gmail::GmailClient::new(
+            http.clone(),
+            config.common.gmail_api_endpoint.clone(),
+            fast,
+        );
+        gmail_refresh::Refresh {
+            store: SsmStore::new(proxy.fast_client().await, None),
+            google: gmail_oauth::oauth::GoogleOAuth::with_retry(
+                http,
+                gmail_oauth::retry::RetryPolicy {
+                    max_attempts: 3,
+                    ..fast
+                },
+            ),
+            gmail,
+            config,
+        }
     }
 
     /// One scheduled run of the refresh function configured with `extra`: the summary, or

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
 use gmail_oauth::gmail::GmailClient;
-use gmail_oauth::lifecycle::{self, RunSettings, RunSummary};
+use gmail_oauth::lifecycle::{self, Deadline, RunSettings, RunSummary};
 use gmail_oauth::oauth::GoogleOAuth;
 use gmail_oauth::retry::RetryPolicy;
 use gmail_oauth::store::TokenStore;
@@ -47,6 +47,20 @@ impl Config {
     }
 }
 
+/// Time kept at the end of an invocation for storing a refreshed token (SSM write, re-check).
+pub const SAVE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The invocation's deadline (milliseconds since the epoch, from the Lambda context) as an
+/// instant of this process's clock.
+pub fn deadline_from_context(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
+    let remaining =
+        deadline_ms.saturating_sub(u64::try_from(now.timestamp_millis()).unwrap_or_default());
+    let at = tokio::time::Instant::now() + std::time::Duration::from_millis(remaining);
+    // Never keep more than half of what is left for the save.
+    let save_reserve = SAVE_RESERVE.min(std::time::Duration::from_millis(remaining / 2));
+    Deadline { at, save_reserve }
+}
+
 /// A failed run, as Lambda reports it: `errorType` is one of the spec's names.
 #[derive(Debug)]
 pub struct RunError(pub gmail_oauth::Error);
@@ -85,15 +99,25 @@ impl<S: TokenStore> Refresh<S> {
 
     /// One scheduled run. The event's content is not used: any JSON starts a run.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<RunSummary, RunError> {
-        match lifecycle::refresh_and_read_mail(
+        self.run_until(now, None).await
+    }
+
+    /// One run that ends before `deadline` (the invocation's, from the Lambda context).
+    pub async fn run_until(
+        &self,
+        now: DateTime<Utc>,
+        deadline: Option<Deadline>,
+    ) -> Result<RunSummary, RunError> {
+        let result = lifecycle::refresh_and_read_mail_by(
             &self.store,
             &self.google,
             &self.gmail,
             &self.config.run,
             now,
+            deadline,
         )
-        .await
-        {
+        .await;
+        match result {
             Ok(summary) => {
                 tracing::info!(
                     account = %summary.account,

@@ -16,9 +16,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client()?);
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let refresh = &refresh;
-        async move { refresh.run(chrono::Utc::now()).await }
+        async move {
+            let now = chrono::Utc::now();
+            let deadline = gmail_refresh::deadline_from_context(event.context.deadline, now);
+            refresh.run_until(now, Some(deadline)).await
+        }
     }))
     .await
 }

@@ -107,6 +107,15 @@ impl TokenStore for FileStore {
             .unwrap_or_default())
     }
 
+    /// Files keep no history: a local file has one writer, the person at the keyboard.
+    async fn get_version(
+        &self,
+        _name: &str,
+        _version: i64,
+    ) -> Result<Option<Parameter>, StoreError> {
+        Ok(None)
+    }
+
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {
         match std::fs::remove_file(name) {
             Ok(()) => Ok(true),

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     values: Mutex<HashMap<String, (String, i64)>>,
+    history: Mutex<HashMap<(String, i64), String>>,
     writes: Mutex<Vec<String>>,
 }
 
@@ -52,10 +53,32 @@ impl TokenStore for MemoryStore {
         let mut values = self.values.lock().map_err(|_| poisoned("PutParameter"))?;
         let version = values.get(name).map_or(1, |(_, v)| v + 1);
         values.insert(name.to_owned(), (value.to_owned(), version));
+        if let Ok(mut history) = self.history.lock() {
+            history.insert((name.to_owned(), version), value.to_owned());
+        }
         if let Ok(mut writes) = self.writes.lock() {
             writes.push(name.to_owned());
         }
         Ok(version)
+    }
+
+    async fn get_version(&self, name: &str, version: i64) -> Result<Option<Parameter>, StoreError> {
+        let history = self.history.lock().map_err(|_| poisoned("GetParameter"))?;
+        let current = self.values.lock().map_err(|_| poisoned("GetParameter"))?;
+        let value = history
+            .get(&(name.to_owned(), version))
+            .cloned()
+            .or_else(|| {
+                current
+                    .get(name)
+                    .filter(|(_, v)| *v == version)
+                    .map(|(value, _)| value.clone())
+            });
+        Ok(value.map(|value| Parameter {
+            name: name.to_owned(),
+            value,
+            version,
+        }))
     }
 
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {

@@ -65,6 +65,13 @@ pub trait TokenStore: Send + Sync {
         value: &str,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
+    /// Reads one earlier version of a parameter (decrypted); `None` if it is not kept.
+    fn get_version(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<Parameter>, StoreError>> + Send;
+
     /// Removes a parameter; `false` if there was none.
     fn delete(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -80,6 +80,32 @@ impl TokenStore for SsmStore {
         Ok(output.version())
     }
 
+    async fn get_version(&self, name: &str, version: i64) -> Result<Option<Parameter>, StoreError> {
+        // `name:version` selects one version (kept for the last 100 writes).
+        match self
+            .client
+            .get_parameter()
+            .name(format!("{name}:{version}"))
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.parameter.map(|p| Parameter {
+                name: name.to_owned(),
+                value: p.value.unwrap_or_default(),
+                version: p.version,
+            })),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| {
+                    e.is_parameter_not_found() || e.is_parameter_version_not_found()
+                }) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(classify("GetParameter", name.to_owned(), error)),
+        }
+    }
+
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {
         match self.client.delete_parameter().name(name).send().await {
             Ok(_) => Ok(true),

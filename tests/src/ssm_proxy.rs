@@ -1,0 +1,228 @@
+//! A small HTTP proxy in front of moto that can answer SSM requests with the failures AWS
+//! produces — `ThrottlingException`, a 5xx, a delay — or hold one request until the test
+//! lets it go, then passes everything else through unchanged.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What to do to the next matching request.
+#[derive(Debug, Clone)]
+pub enum SsmFault {
+    /// 400 `ThrottlingException`, as SSM answers when its rate limit is hit.
+    Throttle,
+    /// A 5xx `InternalServerError`.
+    Status(u16),
+    /// Wait, then pass through.
+    Delay(Duration),
+}
+
+/// A request held until [`Hold::release`]; [`Hold::reached`] resolves once it arrived.
+#[derive(Clone, Default)]
+pub struct Hold {
+    arrived: Arc<Notify>,
+    released: Arc<Notify>,
+}
+
+impl Hold {
+    pub async fn reached(&self) {
+        self.arrived.notified().await;
+    }
+
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+
+    /// The held side: say it arrived, wait to be released.
+    pub async fn arrive_and_wait(&self) {
+        self.arrived.notify_one();
+        self.released.notified().await;
+    }
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// (operation, fault): operation is e.g. `PutParameter`, or `*` for any.
+    faults: VecDeque<(String, SsmFault)>,
+    holds: VecDeque<(String, Hold)>,
+    requests: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct SsmProxy {
+    pub endpoint: String,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl SsmProxy {
+    pub async fn start(upstream: &str) -> SsmProxy {
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            state: state.clone(),
+        });
+        let app = Router::new().fallback(forward).with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SSM proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("local addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        SsmProxy { endpoint, state }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProxyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `fault` to the next request for `operation` (`*`: any operation).
+    pub fn inject(&self, operation: &str, fault: SsmFault) {
+        self.lock().faults.push_back((operation.to_owned(), fault));
+    }
+
+    /// Holds the next request for `operation` until released.
+    pub fn hold(&self, operation: &str) -> Hold {
+        let hold = Hold::default();
+        self.lock()
+            .holds
+            .push_back((operation.to_owned(), hold.clone()));
+        hold
+    }
+
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.faults.clear();
+        state.holds.clear();
+    }
+
+    /// Operations seen so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.lock().requests.clone()
+    }
+
+    /// An SSM client through this proxy with scaled-down timeouts and backoff (the SDK's
+    /// standard retry mode, 3 attempts), for fault tests that run by the thousand.
+    pub async fn fast_client(&self) -> aws_sdk_ssm::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(crate::moto::REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(5))
+                    .with_max_backoff(Duration::from_millis(20)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(200))
+                    .operation_attempt_timeout(Duration::from_millis(150))
+                    .operation_timeout(Duration::from_millis(600))
+                    .build(),
+            )
+            .load()
+            .await;
+        aws_sdk_ssm::Client::new(&config)
+    }
+}
+
+fn take<T: Clone>(queue: &mut VecDeque<(String, T)>, operation: &str) -> Option<T> {
+    let index = queue
+        .iter()
+        .position(|(op, _)| op == "*" || op == operation)?;
+    queue.remove(index).map(|(_, item)| item)
+}
+
+fn aws_error(status: StatusCode, kind: &str) -> Response {
+    let body =
+        serde_json::json!({ "__type": kind, "message": "injected by the test proxy" }).to_string();
+    (
+        status,
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-errortype", kind),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn forward(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("unknown")
+        .to_owned();
+    let (fault, hold) = {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.requests.push(operation.clone());
+        (
+            take(&mut state.faults, &operation),
+            take(&mut state.holds, &operation),
+        )
+    };
+    if let Some(hold) = hold {
+        hold.arrive_and_wait().await;
+    }
+    match fault {
+        Some(SsmFault::Throttle) => {
+            return aws_error(StatusCode::BAD_REQUEST, "ThrottlingException");
+        }
+        Some(SsmFault::Status(code)) => {
+            return aws_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "InternalServerError",
+            );
+        }
+        Some(SsmFault::Delay(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = shared
+        .http
+        .request(method, format!("{}{path}", shared.upstream))
+        .body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(upstream) => {
+            let status = upstream.status();
+            let headers = upstream.headers().clone();
+            let body = upstream.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            response
+        }
+        Err(_) => aws_error(StatusCode::BAD_GATEWAY, "InternalServerError"),
+    }
+}
