@@ -32,7 +32,10 @@ struct Tally {
 }
 
 fn schedules() -> u64 {
-    std::env::var("FAULT_SCHEDULES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+    std::env::var("FAULT_SCHEDULES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000)
 }
 
 /// Injects a random set of faults; returns how many.
@@ -51,7 +54,9 @@ fn inject(rng: &mut StdRng, world: &World, proxy: &SsmProxy) -> usize {
         let fault = match rng.gen_range(0..4) {
             0 => Fault::Status(401),
             1 => Fault::Status(503),
-            2 => Fault::TooManyRequests { retry_after_secs: 0 },
+            2 => Fault::TooManyRequests {
+                retry_after_secs: 0,
+            },
             _ => Fault::Delay(SLOW),
         };
         world.google.inject_gmail_fault(fault);
@@ -80,15 +85,23 @@ async fn worker(index: u64, count: u64) -> Tally {
         world.google.clear_faults();
         proxy.clear();
         let expiry = if rng.gen_bool(0.6) { -5 } else { 30 };
-        let (refresh_token, _) = world.seed_token("me@example.com", minutes_from_now(expiry)).await;
+        let (refresh_token, _) = world
+            .seed_token("me@example.com", minutes_from_now(expiry))
+            .await;
         tally.faults_injected += inject(&mut rng, &world, &proxy);
 
         let started = Instant::now();
-        let deadline = Deadline { at: tokio::time::Instant::now() + DEADLINE, save_reserve: SAVE_RESERVE };
+        let deadline = Deadline {
+            at: tokio::time::Instant::now() + DEADLINE,
+            save_reserve: SAVE_RESERVE,
+        };
         let result = refresh.run_until(Utc::now(), Some(deadline)).await;
         let elapsed = started.elapsed();
         tally.slowest = tally.slowest.max(elapsed);
-        assert!(elapsed < DEADLINE + Duration::from_millis(250), "schedule {index}/{schedule} took {elapsed:?}");
+        assert!(
+            elapsed < DEADLINE + Duration::from_millis(250),
+            "schedule {index}/{schedule} took {elapsed:?}"
+        );
 
         match result {
             Ok(summary) => {
@@ -96,7 +109,11 @@ async fn worker(index: u64, count: u64) -> Tally {
                 assert_eq!(summary.message_count, 3);
                 if summary.token_refreshed {
                     let stored = world.stored_token().await.unwrap();
-                    assert_eq!(stored["expiry"], summary.expires_at.as_str(), "schedule {index}/{schedule}");
+                    assert_eq!(
+                        stored["expiry"],
+                        summary.expires_at.as_str(),
+                        "schedule {index}/{schedule}"
+                    );
                     tally.refreshed_and_stored += 1;
                 }
             }
@@ -106,13 +123,23 @@ async fn worker(index: u64, count: u64) -> Tally {
                     "Upstream" => tally.upstream += 1,
                     // Two injected 401s in a row look exactly like a revoked grant.
                     "ReauthorizationRequired" => tally.reauthorize += 1,
-                    other => panic!("schedule {index}/{schedule}: unexpected {other}: {}", diagnostic.error_message),
+                    other => panic!(
+                        "schedule {index}/{schedule}: unexpected {other}: {}",
+                        diagnostic.error_message
+                    ),
                 }
             }
         }
         // Whatever happened, the stored token is one Google still accepts.
-        let stored = world.stored_token().await.expect("the token is never deleted");
-        assert_eq!(stored["refresh_token"], refresh_token.as_str(), "schedule {index}/{schedule}");
+        let stored = world
+            .stored_token()
+            .await
+            .expect("the token is never deleted");
+        assert_eq!(
+            stored["refresh_token"],
+            refresh_token.as_str(),
+            "schedule {index}/{schedule}"
+        );
         assert!(world.google.is_valid_refresh_token(&refresh_token));
         tally.schedules += 1;
     }
@@ -123,7 +150,9 @@ async fn worker(index: u64, count: u64) -> Tally {
 async fn every_fault_schedule_ends_typed_in_time_and_keeps_a_valid_refresh_token() {
     let total = schedules();
     let per_worker = total.div_ceil(WORKERS);
-    let workers: Vec<_> = (0..WORKERS).map(|i| tokio::spawn(worker(i, per_worker))).collect();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|i| tokio::spawn(worker(i, per_worker)))
+        .collect();
     let mut tally = Tally::default();
     for worker in workers {
         let part = worker.await.expect("a worker panicked");
@@ -137,7 +166,10 @@ async fn every_fault_schedule_ends_typed_in_time_and_keeps_a_valid_refresh_token
     }
     println!("fault schedules: {tally:?}");
     assert!(tally.schedules as u64 >= total);
-    assert_eq!(tally.schedules, tally.succeeded + tally.upstream + tally.reauthorize);
+    assert_eq!(
+        tally.schedules,
+        tally.succeeded + tally.upstream + tally.reauthorize
+    );
     // The mix is real: some runs succeed through faults, some give up with Upstream.
     assert!(tally.succeeded > 0 && tally.upstream > 0, "{tally:?}");
 }
