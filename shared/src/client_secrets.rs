@@ -38,6 +38,8 @@ pub struct ClientSecrets {
 /// Why client secrets could not be used. Messages name keys, never values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClientSecretsError {
+    #[error("client secrets are {0} bytes, far more than Google's JSON (16384 at most)")]
+    TooLarge(usize),
     #[error("client secrets are not valid JSON ({0})")]
     NotJson(String),
     #[error("client secrets JSON has neither a \"web\" nor an \"installed\" object")]
@@ -54,6 +56,9 @@ pub enum ClientSecretsError {
 impl ClientSecrets {
     /// Parses Google's JSON, naming the first missing or malformed key.
     pub fn from_json(json: &str) -> Result<Self, ClientSecretsError> {
+        if json.len() > 16 * 1024 {
+            return Err(ClientSecretsError::TooLarge(json.len()));
+        }
         // serde_json's messages name a line and column, never the content.
         let root: Value =
             serde_json::from_str(json).map_err(|e| ClientSecretsError::NotJson(e.to_string()))?;

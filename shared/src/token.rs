@@ -46,9 +46,15 @@ pub struct StoredToken {
     pub extra: Map<String, Value>,
 }
 
+/// The largest stored token accepted. A google-auth token is about 0.5 KB and SSM's
+/// Standard tier holds 4 KB; anything far larger is not a token and is not parsed.
+pub const MAX_TOKEN_BYTES: usize = 6 * 1024;
+
 /// Why a stored value is not a usable token. Never quotes the value.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFormatError {
+    #[error("is {0} bytes, larger than any token ({MAX_TOKEN_BYTES} bytes at most)")]
+    TooLarge(usize),
     #[error("is not a google-auth token JSON object ({0})")]
     Malformed(String),
     #[error("has no refresh_token")]
@@ -58,6 +64,9 @@ pub enum TokenFormatError {
 impl StoredToken {
     /// Parses the stored JSON and checks it can be refreshed.
     pub fn from_json(json: &str) -> Result<Self, TokenFormatError> {
+        if json.len() > MAX_TOKEN_BYTES {
+            return Err(TokenFormatError::TooLarge(json.len()));
+        }
         // serde_json's message names a line, column and expected type, never the content.
         let token: StoredToken =
             serde_json::from_str(json).map_err(|e| TokenFormatError::Malformed(e.to_string()))?;
