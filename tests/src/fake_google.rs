@@ -290,7 +290,8 @@ impl FakeGoogle {
         self.lock().last_query.clone()
     }
 
-    /// Every token and code this fake has issued so far.
+    /// Every token and code this fake has issued so far, and every state and PKCE verifier
+    /// it has been sent.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.lock().issued_secrets.clone()
     }
@@ -384,6 +385,8 @@ async fn authorize(
         return (StatusCode::BAD_REQUEST, "Error 400: redirect_uri_mismatch").into_response();
     };
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    // The state is a secret of the flow too: tests check it never leaks.
+    state.issued_secrets.push(param("state"));
     if state.deny {
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
@@ -471,6 +474,9 @@ async fn token(
     }
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let param = |k: &str| params.get(k).cloned().unwrap_or_default();
+    if let Some(verifier) = params.get("code_verifier") {
+        state.issued_secrets.push(verifier.clone());
+    }
     match param("grant_type").as_str() {
         "authorization_code" => {
             let Some(grant) = state.codes.get_mut(&param("code")) else {
