@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv fmt-check clippy release lint-template run deploy clean
+.PHONY: test venv fmt-check clippy release lint-template run fuzz deploy clean
 
 GMAIL_OAUTH := target/release/gmail-oauth
 
@@ -45,6 +45,10 @@ run:
 	  $(GMAIL_OAUTH) login $(if $(CLIENT_SECRETS),--client-secrets $(CLIENT_SECRETS)) || exit $$?; \
 	fi
 	$(GMAIL_OAUTH) run
+
+## fuzz: the hostile-input and fault-schedule tests with ten times the cases of `make test`.
+fuzz: venv
+	PROPTEST_CASES=100000 FAULT_SCHEDULES=10000 $(CARGO) test -p integration-tests --test hostile --test faults -- --nocapture
 
 ## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
 deploy:
