@@ -227,11 +227,18 @@ fn the_callback_holds_against_hostile_requests() {
             .borrow_mut()
             .entry(response.status_code)
             .or_default() += 1;
-        prop_assert!(response.status_code < 500, "{} for {case:?}", response.status_code);
+        prop_assert!(
+            response.status_code < 500,
+            "{} for {case:?}",
+            response.status_code
+        );
         // No open redirector: the only redirect ever sent goes to Google's consent page.
         if let Some(location) = response.headers.get("location") {
             let location = location.to_str().unwrap_or_default();
-            prop_assert!(location.starts_with(&google_auth), "redirect to {location} for {case:?}");
+            prop_assert!(
+                location.starts_with(&google_auth),
+                "redirect to {location} for {case:?}"
+            );
         }
         let page = body(&response);
         for (name, value) in url::form_urlencoded::parse(case.query.as_bytes()) {
