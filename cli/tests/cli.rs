@@ -241,6 +241,32 @@ async fn login_run_status_push_pull_and_revoke_as_a_user_would() {
     let stored = moto::read(&ssm, &param).await.expect("pushed to SSM");
     assert_eq!(stored.kind, aws_sdk_ssm::types::ParameterType::SecureString);
     assert_eq!(stored.value, std::fs::read_to_string(&token_file).unwrap());
+    // The SSM copy serves `status` and `run` directly.
+    let ssm_store = format!("ssm:{param}");
+    let secrets_file = format!(
+        "file:{}",
+        token_file.with_file_name("client_secrets.json").display()
+    );
+    let ssm_status = machine.run(&["status", "--store", &ssm_store]).await;
+    assert_eq!(ssm_status.code, 0, "{}", ssm_status.stderr);
+    assert!(
+        ssm_status
+            .stdout
+            .contains(&format!("stored in:      {ssm_store}")),
+        "{}",
+        ssm_status.stdout
+    );
+    let ssm_run = machine
+        .run(&[
+            "run",
+            "--store",
+            &ssm_store,
+            "--client-secrets",
+            &secrets_file,
+        ])
+        .await;
+    assert_eq!(ssm_run.code, 0, "{}", ssm_run.stderr);
+    assert!(ssm_run.stdout.contains("Subject number 1"));
     let copy = machine.home.join("copy/token.json");
     let pull = machine
         .run(&[
