@@ -4,12 +4,14 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv fmt-check clippy release lint-template run fuzz deploy clean
+.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template run fuzz deploy clean
 
 GMAIL_OAUTH := target/release/gmail-oauth
+SAM_VENV := .venv-sam
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
 ## test: everything CI checks, from a clean clone.
-test: venv fmt-check clippy release lint-template
+test: venv sam-venv browser-deps fmt-check clippy release lambda lint-template
 	@mkdir -p target
 	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
@@ -22,6 +24,20 @@ $(VENV)/.installed: requirements-test.txt constraints-test.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints-test.txt
 	touch $@
 
+## sam-venv: the pinned AWS SAM CLI in a venv of its own (its pins conflict with moto's).
+sam-venv: $(SAM_VENV)/.installed
+
+$(SAM_VENV)/.installed: requirements-sam.txt constraints-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt -c constraints-sam.txt
+	touch $@
+
+## browser-deps: Debian's Chromium and ChromeDriver for the browser test.
+browser-deps:
+	@if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then \
+	  apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	fi
+
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
@@ -33,8 +49,16 @@ release:
 	$(CARGO) build --release -p oauth-callback -p gmail-refresh
 	@ls -l target/release/oauth-callback target/release/gmail-refresh
 
-lint-template: venv
+## lambda: the arm64 bootstraps that `cargo lambda deploy` and `sam build` ship, cross-built
+## with cargo-lambda and zig from the venv.
+lambda: venv
+	rustup target add $(LAMBDA_TARGET)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 -p oauth-callback -p gmail-refresh
+	@ls -l target/lambda/oauth-callback/bootstrap target/lambda/gmail-refresh/bootstrap
+
+lint-template: venv sam-venv
 	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 
 ## run: the main job on this machine, on the local file store: consent in the browser the
 ## first time (CLIENT_SECRETS=path to the JSON from Google Cloud Console), then read the inbox.
@@ -55,4 +79,4 @@ deploy:
 	sam build && sam deploy --guided
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(SAM_VENV) target

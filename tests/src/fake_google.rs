@@ -68,6 +68,8 @@ pub struct FakeMessage {
 struct GoogleState {
     account: String,
     deny: bool,
+    consent_page: bool,
+    link_instead_of_redirect: bool,
     granted_scopes: Option<Vec<String>>,
     omit_refresh_token: bool,
     codes: HashMap<String, CodeGrant>,
@@ -127,6 +129,7 @@ impl FakeGoogle {
         }));
         let app = Router::new()
             .route("/o/oauth2/auth", get(authorize))
+            .route("/o/oauth2/approve", post(approve))
             .route("/token", post(token))
             .route("/revoke", post(revoke_grant))
             .route("/gmail/v1/users/me/profile", get(profile))
@@ -212,6 +215,16 @@ impl FakeGoogle {
     /// The user clicks "Deny" (or "Allow", with `false`).
     pub fn set_deny(&self, deny: bool) {
         self.lock().deny = deny;
+    }
+
+    /// Serve a real consent page with "Allow" and "Deny" buttons (for a browser).
+    pub fn set_consent_page(&self, page: bool) {
+        self.lock().consent_page = page;
+    }
+
+    /// After a decision, show a "Continue" link to the callback instead of redirecting.
+    pub fn set_link_instead_of_redirect(&self, link: bool) {
+        self.lock().link_instead_of_redirect = link;
     }
 
     /// The user unticks permissions: grant only these scopes.
@@ -364,12 +377,62 @@ async fn fault(next: Option<Fault>) -> Option<Response> {
     }
 }
 
-/// The consent page, answered as if the user had clicked Allow (or Deny).
+/// The consent page. By default it answers at once as if the user had clicked Allow (or
+/// Deny, see `set_deny`); with `set_consent_page(true)` it serves a real HTML page with
+/// "Allow" and "Deny" buttons that post to `/o/oauth2/approve`.
 async fn authorize(
     State(state): State<Arc<Mutex<GoogleState>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = form(query.unwrap_or_default().as_bytes());
+    let page = state.lock().unwrap_or_else(|e| e.into_inner()).consent_page;
+    if page {
+        return consent_page(&params);
+    }
+    let deny = state.lock().unwrap_or_else(|e| e.into_inner()).deny;
+    decide(&state, &params, deny)
+}
+
+/// The form behind the consent page's buttons.
+async fn approve(State(state): State<Arc<Mutex<GoogleState>>>, body: Bytes) -> Response {
+    let params = form(&body);
+    let deny = params.get("decision").map(String::as_str) != Some("allow");
+    decide(&state, &params, deny)
+}
+
+fn consent_page(params: &HashMap<String, String>) -> Response {
+    let hidden: String = params
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                html_escape::encode_double_quoted_attribute(k),
+                html_escape::encode_double_quoted_attribute(v)
+            )
+        })
+        .collect();
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in - Google Accounts</title></head>\
+         <body><h1>fake-project wants to access your Google Account</h1>\
+         <p>This will allow fake-project to read your email messages and settings.</p>\
+         <form method=\"post\" action=\"/o/oauth2/approve\">{hidden}\
+         <button id=\"deny\" name=\"decision\" value=\"deny\">Deny</button> \
+         <button id=\"allow\" name=\"decision\" value=\"allow\">Allow</button></form></body></html>"
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
+}
+
+/// Checks the request as Google does and sends the browser back with a code (or an error).
+fn decide(
+    state: &Arc<Mutex<GoogleState>>,
+    params: &HashMap<String, String>,
+    deny: bool,
+) -> Response {
     let param = |k: &str| params.get(k).cloned().unwrap_or_default();
     if param("client_id") != CLIENT_ID {
         return (StatusCode::BAD_REQUEST, "Error 401: invalid_client").into_response();
@@ -387,7 +450,7 @@ async fn authorize(
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     // The state is a secret of the flow too: tests check it never leaks.
     state.issued_secrets.push(param("state"));
-    if state.deny {
+    if deny {
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", &param("state"));
@@ -413,6 +476,19 @@ async fn authorize(
             .append_pair("state", &param("state"))
             .append_pair("code", &code)
             .append_pair("scope", &scopes.join(" "));
+    }
+    if state.link_instead_of_redirect {
+        // A link to follow instead of a redirect, so a test can take the URL elsewhere.
+        let href = html_escape::encode_double_quoted_attribute(back.as_str()).into_owned();
+        let html = format!(
+            "<!doctype html><html><body><a id=\"continue\" href=\"{href}\">Continue</a></body></html>"
+        );
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response();
     }
     (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
 }

@@ -1,6 +1,8 @@
 //! Test support: a fake Google over HTTP, `moto_server` for SSM, a Lambda Runtime API for
 //! the release binaries, real event payloads, and a harness that wires them to the functions.
 
+pub mod api_gateway;
+pub mod browser;
 pub mod events;
 pub mod fake_google;
 pub mod moto;
@@ -191,6 +193,12 @@ pub fn minutes_from_now(minutes: i64) -> DateTime<Utc> {
 /// Runs `tests/python/peer.py` (pythonic_gmail as a peer) with the venv's Python, against
 /// moto, and returns the JSON it prints. A missing venv or package fails with instructions.
 pub fn python_peer(args: &[&str]) -> Value {
+    serde_json::from_str(&python("peer.py", args)).expect("the peer prints JSON")
+}
+
+/// Runs `tests/python/SCRIPT` with the venv's Python and returns its stdout; fails the test
+/// with the script's stderr if it fails.
+pub fn python(script: &str, args: &[&str]) -> String {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = std::env::var_os("PEER_PYTHON")
         .map(std::path::PathBuf::from)
@@ -201,7 +209,7 @@ pub fn python_peer(args: &[&str]) -> Value {
         python.display()
     );
     let output = std::process::Command::new(&python)
-        .arg(root.join("python/peer.py"))
+        .arg(root.join("python").join(script))
         .args(args)
         .env_clear()
         .envs(moto::moto().env())
@@ -209,11 +217,11 @@ pub fn python_peer(args: &[&str]) -> Value {
         .expect("run the Python peer");
     assert!(
         output.status.success(),
-        "python peer {args:?} failed ({}): {}",
+        "python {script} {args:?} failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Asserts none of `secrets` appears in `text`, naming where it was found.
