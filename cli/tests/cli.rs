@@ -1,8 +1,8 @@
 //! The `gmail-oauth` binary, run as a user runs it, against the fake Google and moto.
 
-use integration_tests::fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, Fault, GMAIL_READONLY};
+use integration_tests::fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, Fault};
 use integration_tests::{assert_no_secret, minutes_from_now, moto};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -74,18 +74,11 @@ impl Machine {
 
     /// A token file as google-auth would leave it, its access token expiring at `expiry`.
     fn write_token(&self, path: &Path, account: &str, expiry_minutes: i64) -> String {
-        let refresh = self.google.issue_refresh_token(account);
-        let token = json!({
-            "token": self.google.issue_access_token(account),
-            "refresh_token": refresh,
-            "token_uri": self.google.token_uri(),
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "scopes": [GMAIL_READONLY],
-            "universe_domain": "googleapis.com",
-            "account": account,
-            "expiry": gmail_oauth::token::expiry_format::format(&minutes_from_now(expiry_minutes)),
-        });
+        let (token, refresh, _) = integration_tests::google_auth_token(
+            &self.google,
+            account,
+            minutes_from_now(expiry_minutes),
+        );
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, token.to_string()).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();

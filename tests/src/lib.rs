@@ -12,6 +12,7 @@ pub mod ssm_proxy;
 use chrono::{DateTime, TimeDelta, Utc};
 use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
 use gmail_oauth::store::SsmStore;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -146,21 +147,37 @@ impl World {
     /// Stores a token as google-auth would after a consent by `account`, its access token
     /// expiring at `expiry`. Returns (refresh token, access token).
     pub async fn seed_token(&self, account: &str, expiry: DateTime<Utc>) -> (String, String) {
-        let refresh = self.google.issue_refresh_token(account);
-        let access = self.google.issue_access_token(account);
-        let token = json!({
-            "token": access,
-            "refresh_token": refresh,
-            "token_uri": self.google.token_uri(),
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "scopes": [GMAIL_READONLY],
-            "universe_domain": "googleapis.com",
-            "account": account,
-            "expiry": gmail_oauth::token::expiry_format::format(&expiry),
-        });
+        let (token, refresh, access) = google_auth_token(&self.google, account, expiry);
         moto::put(&self.ssm, &self.token_param, &token.to_string()).await;
         (refresh, access)
+    }
+
+    /// A whole consent through the callback `app`: `/authorize`, Google's consent page, and
+    /// `/callback` with the cookie the browser kept. Returns the callback's response.
+    pub async fn link_through(
+        &self,
+        app: &oauth_callback::App<SsmStore>,
+    ) -> ApiGatewayV2httpResponse {
+        let authorize = app
+            .handle(events::HttpEvent::get("/authorize").event(), Utc::now())
+            .await;
+        let location = authorize.headers["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        let cookie = authorize.cookies[0]
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let callback_url = self.google.consent(&location).await;
+        app.handle(
+            events::HttpEvent::get_url(&callback_url)
+                .cookie(&cookie)
+                .event(),
+            Utc::now(),
+        )
+        .await
     }
 
     /// The stored token as JSON, or `None`.
@@ -188,6 +205,29 @@ impl World {
 
 pub fn minutes_from_now(minutes: i64) -> DateTime<Utc> {
     Utc::now() + TimeDelta::minutes(minutes)
+}
+
+/// A token as google-auth writes it after `account` consented, with fresh tokens from the
+/// fake: (the JSON, its refresh token, its access token).
+pub fn google_auth_token(
+    google: &FakeGoogle,
+    account: &str,
+    expiry: DateTime<Utc>,
+) -> (Value, String, String) {
+    let refresh = google.issue_refresh_token(account);
+    let access = google.issue_access_token(account);
+    let token = json!({
+        "token": access,
+        "refresh_token": refresh,
+        "token_uri": google.token_uri(),
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scopes": [GMAIL_READONLY],
+        "universe_domain": "googleapis.com",
+        "account": account,
+        "expiry": gmail_oauth::token::expiry_format::format(&expiry),
+    });
+    (token, refresh, access)
 }
 
 /// Runs `tests/python/peer.py` (pythonic_gmail as a peer) with the venv's Python, against

@@ -88,18 +88,7 @@ async fn a_token_written_by_pythonic_gmail_is_refreshed_by_gmail_refresh_and_rea
 async fn a_token_linked_by_the_callback_and_then_refreshed_loads_in_pythonic_gmail() {
     let world = World::new("rust-to-py").await;
     let app = world.callback_app(&[]).await;
-    let authorize = app
-        .handle(HttpEvent::get("/authorize").event(), Utc::now())
-        .await;
-    let location = authorize.headers["location"].to_str().unwrap().to_owned();
-    let cookie = authorize.cookies[0].split(';').next().unwrap().to_owned();
-    let callback_url = world.google.consent(&location).await;
-    let linked = app
-        .handle(
-            HttpEvent::get_url(&callback_url).cookie(&cookie).event(),
-            Utc::now(),
-        )
-        .await;
+    let linked = world.link_through(&app).await;
     assert_eq!(linked.status_code, 200);
 
     let after_consent = world.stored_token().await.unwrap();

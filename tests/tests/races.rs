@@ -3,26 +3,13 @@
 //! both the newer consent is what stays stored.
 
 use chrono::Utc;
-use integration_tests::events::HttpEvent;
 use integration_tests::ssm_proxy::SsmProxy;
 use integration_tests::{World, minutes_from_now, moto};
 
 /// A complete consent through the callback (its store talks to moto directly).
 async fn consent(world: &World) -> String {
     let app = world.callback_app(&[]).await;
-    let authorize = app
-        .handle(HttpEvent::get("/authorize").event(), Utc::now())
-        .await;
-    let location = authorize.headers["location"].to_str().unwrap().to_owned();
-    let cookie = authorize.cookies[0].split(';').next().unwrap().to_owned();
-    let callback_url = world.google.consent(&location).await;
-    let done = app
-        .handle(
-            HttpEvent::get_url(&callback_url).cookie(&cookie).event(),
-            Utc::now(),
-        )
-        .await;
-    assert_eq!(done.status_code, 200);
+    assert_eq!(world.link_through(&app).await.status_code, 200);
     world.stored_token().await.unwrap()["refresh_token"]
         .as_str()
         .unwrap()
