@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template run fuzz deploy clean
+.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template run fuzz bench deploy clean
 
 GMAIL_OAUTH := target/release/gmail-oauth
 SAM_VENV := .venv-sam
@@ -73,6 +73,13 @@ run:
 ## fuzz: the hostile-input and fault-schedule tests with ten times the cases of `make test`.
 fuzz: venv
 	PROPTEST_CASES=100000 FAULT_SCHEDULES=10000 $(CARGO) test -p integration-tests --test hostile --test faults -- --nocapture
+
+## bench: gmail-refresh against the Python baseline (cold, +20 ms per call, warm) and the
+## arm64 sizes; prints a table and writes BENCHMARKS.md. Not part of `make test`.
+bench: venv release lambda
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
+	  --lambda-dir target/lambda-zip -p oauth-callback -p gmail-refresh
+	$(CARGO) run --release --quiet -p integration-tests --bin bench
 
 ## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
 deploy:

@@ -78,6 +78,7 @@ struct GoogleState {
     messages: Vec<FakeMessage>,
     page_size_cap: usize,
     token_faults: VecDeque<Fault>,
+    latency: Duration,
     refresh_holds: VecDeque<crate::ssm_proxy::Hold>,
     gmail_faults: VecDeque<Fault>,
     counter: u64,
@@ -250,6 +251,16 @@ impl FakeGoogle {
             .collect();
     }
 
+    /// The most ids one list page holds (10 by default, to exercise paging; Gmail's is 500).
+    pub fn set_page_size_cap(&self, cap: usize) {
+        self.lock().page_size_cap = cap;
+    }
+
+    /// Adds this delay to every answer (a network round trip, for benchmarks).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
     /// Holds the next refresh grant until released (to force interleavings).
     pub fn hold_refresh(&self) -> crate::ssm_proxy::Hold {
         let hold = crate::ssm_proxy::Hold::default();
@@ -331,6 +342,13 @@ impl FakeGoogle {
             .to_str()
             .expect("location")
             .to_owned()
+    }
+}
+
+async fn latency(state: &Arc<Mutex<GoogleState>>) {
+    let delay = state.lock().unwrap_or_else(|e| e.into_inner()).latency;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -525,6 +543,7 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    latency(&state).await;
     let params = form(&body);
     let (injected, hold) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -623,6 +642,7 @@ async fn gmail_auth(
     state: &Arc<Mutex<GoogleState>>,
     headers: &HeaderMap,
 ) -> Result<String, Response> {
+    latency(state).await;
     let injected = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.gmail_requests += 1;

@@ -49,6 +49,7 @@ struct Shared {
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<String>>,
+    first_poll: Mutex<Option<std::time::Instant>>,
 }
 
 /// The Runtime API endpoint a function process polls.
@@ -65,6 +66,7 @@ impl RuntimeApi {
             queue: tokio::sync::Mutex::new(receiver),
             waiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
+            first_poll: Mutex::new(None),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -87,6 +89,15 @@ impl RuntimeApi {
             sender,
             shared,
         }
+    }
+
+    /// When the function first asked for an event: the end of its initialisation.
+    pub fn first_poll(&self) -> Option<std::time::Instant> {
+        *self
+            .shared
+            .first_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends one event and waits for the function's answer.
@@ -117,6 +128,11 @@ impl RuntimeApi {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    shared
+        .first_poll
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(std::time::Instant::now);
     let Some(pending) = shared.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -259,6 +275,11 @@ impl FunctionProcess {
 
     pub async fn invoke(&self, payload: Value) -> Outcome {
         self.api.invoke(payload).await
+    }
+
+    /// The process id, for reading `/proc` (peak memory, CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
     }
 
     /// Everything the process has written so far.

@@ -51,6 +51,7 @@ struct ProxyState {
     /// (operation, fault): operation is e.g. `PutParameter`, or `*` for any.
     faults: VecDeque<(String, SsmFault)>,
     holds: VecDeque<(String, Hold)>,
+    latency: Duration,
     requests: Vec<String>,
 }
 
@@ -101,6 +102,11 @@ impl SsmProxy {
             .holds
             .push_back((operation.to_owned(), hold.clone()));
         hold
+    }
+
+    /// Adds this delay to every request (a network round trip, for benchmarks).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
     }
 
     pub fn clear(&self) {
@@ -176,14 +182,18 @@ async fn forward(
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("unknown")
         .to_owned();
-    let (fault, hold) = {
+    let (fault, hold, latency) = {
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(operation.clone());
         (
             take(&mut state.faults, &operation),
             take(&mut state.holds, &operation),
+            state.latency,
         )
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(hold) = hold {
         hold.arrive_and_wait().await;
     }
