@@ -89,6 +89,7 @@ impl Moto {
     /// An SSM client for this server (test credentials, fixed region).
     pub async fn ssm(&self) -> aws_sdk_ssm::Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(gmail_oauth::store::sdk_http_client())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ssm::config::Credentials::new(

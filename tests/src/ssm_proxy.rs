@@ -124,6 +124,7 @@ impl SsmProxy {
     /// standard retry mode, 3 attempts), for fault tests that run by the thousand.
     pub async fn fast_client(&self) -> aws_sdk_ssm::Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(gmail_oauth::store::sdk_http_client())
             .region(aws_config::Region::new(crate::moto::REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ssm::config::Credentials::new(

@@ -10,7 +10,7 @@ mod ssm;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
-pub use ssm::SsmStore;
+pub use ssm::{SsmStore, sdk_http_client};
 
 use std::future::Future;
 

@@ -32,11 +32,21 @@ impl SsmStore {
             .operation_timeout(Duration::from_secs(12))
             .build();
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sdk_http_client())
             .timeout_config(timeouts)
             .load()
             .await;
         SsmStore::new(aws_sdk_ssm::Client::new(&config), kms_key_id)
     }
+}
+
+/// The SDK's HTTPS client (also used for credentials): rustls with ring, the TLS stack of
+/// the Google client, so the binaries carry one crypto library.
+pub fn sdk_http_client() -> aws_sdk_ssm::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 impl TokenStore for SsmStore {
