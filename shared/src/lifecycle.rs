@@ -602,6 +602,23 @@ mod tests {
         MemoryStore::with(&[("/t/secrets", SECRETS), ("/t/token", token)])
     }
 
+    /// One scheduled run at `now()` with `settings()`, against a mailbox that accepts only
+    /// the access token `access`.
+    async fn run_accepting(
+        store: &impl TokenStore,
+        oauth: &impl Refresher,
+        access: &str,
+    ) -> Result<RunSummary, Error> {
+        refresh_and_read_mail(
+            store,
+            oauth,
+            &FakeMailbox::accepting(access),
+            &settings(),
+            now(),
+        )
+        .await
+    }
+
     /// Answers refreshes from a script and counts them.
     struct ScriptedRefresher(Mutex<Vec<Result<Grant, OAuthError>>>);
 
@@ -702,15 +719,9 @@ mod tests {
     async fn a_valid_token_is_used_without_refresh_or_write() {
         let store = store_with(&stored("2026-11-23T12:30:00Z"));
         let oauth = ScriptedRefresher::new(vec![]);
-        let summary = refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("ya29.a0-example-access-token"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        let summary = run_accepting(&store, &oauth, "ya29.a0-example-access-token")
+            .await
+            .unwrap();
         assert!(!summary.token_refreshed);
         assert_eq!(summary.message_count, 2);
         assert_eq!(summary.account, "me@example.com");
@@ -722,15 +733,7 @@ mod tests {
     async fn an_expiring_token_is_refreshed_and_stored_keeping_the_refresh_token() {
         let store = store_with(&stored("2026-11-23T12:04:00Z"));
         let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
-        let summary = refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("new-access"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        let summary = run_accepting(&store, &oauth, "new-access").await.unwrap();
         assert!(summary.token_refreshed);
         assert_eq!(summary.expires_at, "2026-11-23T12:59:59Z");
         assert_eq!(store.writes(), ["/t/token"]);
@@ -750,15 +753,7 @@ mod tests {
     async fn a_new_refresh_token_from_google_replaces_the_old_one() {
         let store = store_with(&stored("2026-11-23T11:00:00Z"));
         let oauth = ScriptedRefresher::new(vec![grant("new-access", Some("1//new-refresh"))]);
-        refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("new-access"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        run_accepting(&store, &oauth, "new-access").await.unwrap();
         let written = StoredToken::from_json(&store.value("/t/token").unwrap()).unwrap();
         assert_eq!(written.refresh_token.unwrap().secret(), "1//new-refresh");
     }
@@ -768,15 +763,7 @@ mod tests {
         let original = stored("2026-11-23T11:00:00Z");
         let store = store_with(&original);
         let oauth = ScriptedRefresher::new(vec![Err(OAuthError::InvalidGrant)]);
-        let error = refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("x"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap_err();
+        let error = run_accepting(&store, &oauth, "x").await.unwrap_err();
         assert_eq!(error.error_type(), "ReauthorizationRequired");
         assert!(error.to_string().contains("https://x.example/authorize"));
         assert!(store.writes().is_empty());
@@ -787,15 +774,9 @@ mod tests {
     async fn a_401_refreshes_once_and_retries() {
         let store = store_with(&stored("2026-11-23T12:30:00Z"));
         let oauth = ScriptedRefresher::new(vec![grant("second-access", None)]);
-        let summary = refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("second-access"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        let summary = run_accepting(&store, &oauth, "second-access")
+            .await
+            .unwrap();
         assert!(summary.token_refreshed);
         assert_eq!(oauth.remaining(), 0);
         assert_eq!(store.writes().len(), 1);
@@ -805,15 +786,7 @@ mod tests {
     async fn a_401_after_the_refresh_requires_reauthorization() {
         let store = store_with(&stored("2026-11-23T12:30:00Z"));
         let oauth = ScriptedRefresher::new(vec![grant("still-refused", None)]);
-        let error = refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("nothing"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap_err();
+        let error = run_accepting(&store, &oauth, "nothing").await.unwrap_err();
         assert_eq!(error.error_type(), "ReauthorizationRequired");
         assert!(error.to_string().contains("401"), "{error}");
         let written = StoredToken::from_json(&store.value("/t/token").unwrap()).unwrap();
@@ -827,24 +800,17 @@ mod tests {
     async fn missing_or_broken_parameters_are_typed_errors() {
         let store = MemoryStore::with(&[("/t/secrets", SECRETS)]);
         let oauth = ScriptedRefresher::new(vec![]);
-        let mailbox = FakeMailbox::accepting("x");
-        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
-            .await
-            .unwrap_err();
+        let error = run_accepting(&store, &oauth, "x").await.unwrap_err();
         assert_eq!(error.error_type(), "TokenNotFound");
         assert!(error.to_string().contains("/t/token"));
 
         let store = MemoryStore::with(&[("/t/token", TOKEN)]);
-        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
-            .await
-            .unwrap_err();
+        let error = run_accepting(&store, &oauth, "x").await.unwrap_err();
         assert_eq!(error.error_type(), "InvalidConfiguration");
         assert!(error.to_string().contains("/t/secrets"));
 
         let store = store_with("{not json");
-        let error = refresh_and_read_mail(&store, &oauth, &mailbox, &settings(), now())
-            .await
-            .unwrap_err();
+        let error = run_accepting(&store, &oauth, "x").await.unwrap_err();
         assert_eq!(error.error_type(), "InvalidConfiguration");
         assert!(error.to_string().contains("/t/token"));
         assert_eq!(store.value("/t/token").unwrap(), "{not json");
@@ -880,15 +846,7 @@ mod tests {
             store: &store,
             consent: consent.clone(),
         };
-        refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("stale-access"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        run_accepting(&store, &oauth, "stale-access").await.unwrap();
         assert_eq!(store.value("/t/token").unwrap(), consent);
         assert_eq!(store.writes(), ["/t/token"], "only the consent wrote");
     }
@@ -930,15 +888,7 @@ mod tests {
             consent: Mutex::new(Some(consent.clone())),
         };
         let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
-        refresh_and_read_mail(
-            &store,
-            &oauth,
-            &FakeMailbox::accepting("new-access"),
-            &settings(),
-            now(),
-        )
-        .await
-        .unwrap();
+        run_accepting(&store, &oauth, "new-access").await.unwrap();
         assert_eq!(store.inner.value("/t/token").unwrap(), consent);
         // consent (v2), the refresh (v3), the consent restored (v4).
         assert_eq!(store.inner.writes().len(), 3);
