@@ -17,6 +17,21 @@ async fn put_advanced(world: &World, name: &str, value: &str) {
         .expect("put_parameter on moto");
 }
 
+/// The run failed with `InvalidConfiguration` naming `parameter` and `problem`, without
+/// quoting the stored value (every case's secret part is `SECRETVALUE`).
+fn assert_names_the_problem(
+    what: &str,
+    diagnostic: &lambda_runtime::Diagnostic,
+    parameter: &str,
+    problem: &str,
+) {
+    let message = &diagnostic.error_message;
+    assert_eq!(diagnostic.error_type, "InvalidConfiguration", "{what}");
+    assert!(message.contains(parameter), "{what}: {message}");
+    assert!(message.contains(problem), "{what}: {message}");
+    assert!(!message.contains("SECRETVALUE"), "{what} quoted the value");
+}
+
 #[tokio::test]
 async fn each_malformed_token_is_a_typed_error_naming_the_parameter_and_nothing_is_overwritten() {
     let world = World::new("malformed-token").await;
@@ -56,21 +71,7 @@ async fn each_malformed_token_is_a_typed_error_naming_the_parameter_and_nothing_
         put_advanced(&world, &world.token_param, &value).await;
         let before = moto::read(&world.ssm, &world.token_param).await.unwrap();
         let diagnostic = world.run_refresh(&[]).await.unwrap_err();
-        assert_eq!(diagnostic.error_type, "InvalidConfiguration", "{what}");
-        assert!(
-            diagnostic.error_message.contains(&world.token_param),
-            "{what}: {}",
-            diagnostic.error_message
-        );
-        assert!(
-            diagnostic.error_message.contains(problem),
-            "{what}: {}",
-            diagnostic.error_message
-        );
-        assert!(
-            !diagnostic.error_message.contains("SECRETVALUE"),
-            "{what} quoted the value"
-        );
+        assert_names_the_problem(what, &diagnostic, &world.token_param, problem);
         let after = moto::read(&world.ssm, &world.token_param).await.unwrap();
         assert_eq!(
             (after.version, after.value),
@@ -106,21 +107,7 @@ async fn each_malformed_client_secrets_value_is_a_typed_error_naming_the_key() {
         }
         moto::put(&world.ssm, &world.secrets_param, &value).await;
         let diagnostic = world.run_refresh(&[]).await.unwrap_err();
-        assert_eq!(diagnostic.error_type, "InvalidConfiguration", "{what}");
-        assert!(
-            diagnostic.error_message.contains(&world.secrets_param),
-            "{what}: {}",
-            diagnostic.error_message
-        );
-        assert!(
-            diagnostic.error_message.contains(problem),
-            "{what}: {}",
-            diagnostic.error_message
-        );
-        assert!(
-            !diagnostic.error_message.contains("SECRETVALUE"),
-            "{what} quoted the value"
-        );
+        assert_names_the_problem(what, &diagnostic, &world.secrets_param, problem);
     }
     let token_after = moto::read(&world.ssm, &world.token_param).await.unwrap();
     assert_eq!(
