@@ -88,16 +88,7 @@ pub fn moto() -> &'static Moto {
 impl Moto {
     /// An SSM client for this server (test credentials, fixed region).
     pub async fn ssm(&self) -> aws_sdk_ssm::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(gmail_oauth::store::sdk_http_client())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_ssm::Client::new(&config)
+        aws_sdk_ssm::Client::new(&sdk_config(&self.endpoint).load().await)
     }
 
     /// Environment for a process that should talk to this server through the standard variables.
@@ -160,4 +151,16 @@ pub async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
 pub fn unique_prefix(test: &str) -> String {
     let random: u32 = rand::random();
     format!("/gmail-oauth-test/{test}-{random:08x}")
+}
+
+/// The SDK configuration of the tests' clients: the functions' HTTPS client, test
+/// credentials and the fixed region, pointed at `endpoint` (moto, or a proxy in front of it).
+pub fn sdk_config(endpoint: &str) -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(gmail_oauth::store::sdk_http_client())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
 }

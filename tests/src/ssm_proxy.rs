@@ -123,13 +123,7 @@ impl SsmProxy {
     /// An SSM client through this proxy with scaled-down timeouts and backoff (the SDK's
     /// standard retry mode, 3 attempts), for fault tests that run by the thousand.
     pub async fn fast_client(&self) -> aws_sdk_ssm::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(gmail_oauth::store::sdk_http_client())
-            .region(aws_config::Region::new(crate::moto::REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
+        let config = crate::moto::sdk_config(&self.endpoint)
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(3)
