@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn status_never_prints_a_secret_and_says_how_long_the_token_lives() {
-        let json = include_str!("../../../shared/fixtures/google-auth-token-after-consent.json");
+        let json = integration_tests::fixtures::TOKEN_AFTER_CONSENT;
         let token = StoredToken::from_json(json).unwrap();
         let now = expiry_format::parse("2026-11-23T09:33:42Z").unwrap();
         let text = describe(&token, &"file:/t/token.json".parse().unwrap(), now);

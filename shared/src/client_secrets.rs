@@ -130,8 +130,8 @@ fn is_loopback(url: &Url) -> bool {
 mod tests {
     use super::*;
 
-    const WEB: &str = include_str!("../../../shared/fixtures/client-secrets-web.json");
-    const INSTALLED: &str = include_str!("../../../shared/fixtures/client-secrets-installed.json");
+    const WEB: &str = crate::fixtures::CLIENT_SECRETS_WEB;
+    const INSTALLED: &str = crate::fixtures::CLIENT_SECRETS_INSTALLED;
 
     #[test]
     fn parses_the_web_fixture() {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-/// A failure of a whole run, named as in the interface spec (`errorType`).
+/// A failure of a whole run, named as in `docs/interface.md` (`errorType`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No token parameter exists yet: someone has to consent once.
@@ -32,7 +32,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The Lambda `errorType` of this error (see `interface.md`).
+    /// The Lambda `errorType` of this error (see `docs/interface.md`).
     pub fn error_type(&self) -> &'static str {
         match self {
             Error::TokenNotFound { .. } => "TokenNotFound",

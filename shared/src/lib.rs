@@ -38,6 +38,8 @@
 pub mod client_secrets;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod flow_cookie;
 pub mod gmail;
 pub mod lifecycle;

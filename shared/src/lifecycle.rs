@@ -572,9 +572,8 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    const SECRETS: &str = include_str!("../../../shared/fixtures/client-secrets-web.json");
-    const TOKEN: &str =
-        include_str!("../../../shared/fixtures/google-auth-token-after-consent.json");
+    const SECRETS: &str = crate::fixtures::CLIENT_SECRETS_WEB;
+    const TOKEN: &str = crate::fixtures::TOKEN_AFTER_CONSENT;
 
     fn now() -> DateTime<Utc> {
         expiry_format::parse("2026-11-23T12:00:00Z").unwrap()

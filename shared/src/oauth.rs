@@ -352,7 +352,7 @@ async fn send(
 mod tests {
     use super::*;
 
-    const WEB: &str = include_str!("../../../shared/fixtures/client-secrets-web.json");
+    const WEB: &str = crate::fixtures::CLIENT_SECRETS_WEB;
 
     #[test]
     fn authorization_url_carries_every_parameter_google_needs() {

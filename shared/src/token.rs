@@ -2,7 +2,7 @@
 //!
 //! This is the format `google.oauth2.credentials.Credentials.to_json()` writes and
 //! `from_authorized_user_info` reads, so `pythonic_gmail` and this crate share one parameter.
-//! Rules kept here (see `interface.md`): `expiry` is written as `YYYY-MM-DDTHH:MM:SSZ`
+//! Rules kept here (see `docs/interface.md`): `expiry` is written as `YYYY-MM-DDTHH:MM:SSZ`
 //! (Python's reader rejects `+00:00`), a missing expiry means "expired", unknown keys
 //! survive a rewrite, and secrets are redacted in `Debug`.
 
@@ -164,10 +164,8 @@ pub mod expiry_format {
 mod tests {
     use super::*;
 
-    const AFTER_CONSENT: &str =
-        include_str!("../../../shared/fixtures/google-auth-token-after-consent.json");
-    const AFTER_REFRESH: &str =
-        include_str!("../../../shared/fixtures/google-auth-token-after-refresh.json");
+    const AFTER_CONSENT: &str = crate::fixtures::TOKEN_AFTER_CONSENT;
+    const AFTER_REFRESH: &str = crate::fixtures::TOKEN_AFTER_REFRESH;
 
     fn at(raw: &str) -> DateTime<Utc> {
         expiry_format::parse(raw).unwrap()

@@ -5,6 +5,7 @@ pub mod api_gateway;
 pub mod browser;
 pub mod events;
 pub mod fake_google;
+pub mod fixtures;
 pub mod moto;
 pub mod runtime_api;
 pub mod ssm_proxy;

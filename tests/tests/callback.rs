@@ -1,5 +1,5 @@
 //! The callback function against moto (SSM) and the fake Google over HTTP: every route and
-//! outcome of `interface.md`.
+//! outcome of `docs/interface.md`.
 
 use chrono::{TimeDelta, Utc};
 use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};

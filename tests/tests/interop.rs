@@ -158,8 +158,8 @@ async fn client_secrets_stored_by_pythonic_gmail_are_read_by_both_functions() {
 async fn the_google_auth_fixtures_survive_a_rust_rewrite_and_load_in_python() {
     let world = World::new("fixtures").await;
     for fixture in [
-        include_str!("../../../shared/fixtures/google-auth-token-after-consent.json"),
-        include_str!("../../../shared/fixtures/google-auth-token-after-refresh.json"),
+        integration_tests::fixtures::TOKEN_AFTER_CONSENT,
+        integration_tests::fixtures::TOKEN_AFTER_REFRESH,
     ] {
         let original: Value = serde_json::from_str(fixture).unwrap();
         let rewritten = StoredToken::from_json(fixture).unwrap().to_json().unwrap();

@@ -1,5 +1,5 @@
 //! The callback function behind API Gateway: `GET /authorize` starts Google's consent,
-//! `GET /callback` completes it and stores the token (see `interface.md`).
+//! `GET /callback` completes it and stores the token (see `docs/interface.md`).
 //!
 //! `main` builds an [`App`] once; [`App::handle`] answers one API Gateway event and never
 //! fails: every outcome is a page with a status.

@@ -1,4 +1,4 @@
-//! The scheduled function: keep the token fresh and read the mailbox (see `interface.md`).
+//! The scheduled function: keep the token fresh and read the mailbox (see `docs/interface.md`).
 //!
 //! `main` builds a [`Refresh`] once; [`Refresh::run`] handles one invocation and returns
 //! the JSON summary, or an error whose Lambda `errorType` names what an operator must do.
@@ -61,7 +61,7 @@ pub fn deadline_from_context(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
     Deadline { at, save_reserve }
 }
 
-/// A failed run, as Lambda reports it: `errorType` is one of the spec's names.
+/// A failed run, as Lambda reports it: `errorType` is one of the names in `docs/interface.md`.
 #[derive(Debug)]
 pub struct RunError(pub gmail_oauth::Error);
 
