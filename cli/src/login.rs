@@ -138,7 +138,7 @@ pub async fn login(
                 token_param: token_location,
                 existing,
             };
-            lifecycle::link_account(store, google, gmail, verified, chrono::Utc::now())
+            lifecycle::link_account(store, google, gmail, verified, chrono::Utc::now(), None)
                 .await
                 .map_err(link_error)
         }
@@ -167,6 +167,7 @@ pub async fn login(
 fn link_error(error: LinkError) -> CliError {
     match error {
         LinkError::Upstream(detail) => CliError::Upstream(detail),
+        LinkError::TimedOut | LinkError::WriteUnconfirmed => CliError::Upstream(error.to_string()),
         LinkError::CodeRejected => CliError::Reauthorize(error.to_string()),
         other => CliError::Reauthorize(other.to_string()),
     }

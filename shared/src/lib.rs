@@ -37,6 +37,7 @@
 
 pub mod client_secrets;
 pub mod config;
+pub mod deadline;
 pub mod error;
 #[cfg(test)]
 mod fixtures;

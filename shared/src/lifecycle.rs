@@ -6,6 +6,8 @@
 //! newer grant. A failed refresh, a revoked grant or a failed Gmail call leaves it as it was.
 
 use crate::client_secrets::ClientSecrets;
+pub use crate::deadline::Deadline;
+use crate::deadline::within;
 use crate::error::{Chain, Error};
 use crate::gmail::{GmailError, Mailbox, MessageSummary};
 use crate::oauth::{GoogleOAuth, Grant, OAuthError, Refresher, TokenClient};
@@ -38,14 +40,6 @@ pub struct RunSummary {
     pub messages: Vec<MessageSummary>,
 }
 
-/// When a run must be over (the Lambda invocation's deadline), and how much of that time
-/// is kept for storing a refreshed token.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    pub at: tokio::time::Instant,
-    pub save_reserve: std::time::Duration,
-}
-
 /// The scheduled run: load → refresh if expiring → read mail (on a 401, refresh once and
 /// read again) → write the token back only if it changed. `invalid_grant` ends the run with
 /// [`Error::ReauthorizationRequired`] and the stored token untouched.
@@ -70,36 +64,29 @@ pub async fn refresh_and_read_mail_by(
     deadline: Option<Deadline>,
 ) -> Result<RunSummary, Error> {
     let (secrets, mut session) = load(store, settings).await?;
-    let outcome = {
-        let work = use_token(oauth, gmail, &secrets, &mut session, settings, now);
-        match deadline {
-            Some(d) => {
-                tokio::time::timeout_at(d.at.checked_sub(d.save_reserve).unwrap_or(d.at), work)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::Upstream(
-                            "Google or Gmail did not answer before the invocation's deadline"
-                                .into(),
-                        ))
-                    })
-            }
-            None => work.await,
-        }
-    };
+    let outcome = within(
+        deadline.map(|d| d.work_until()),
+        use_token(oauth, gmail, &secrets, &mut session, settings, now),
+    )
+    .await
+    .unwrap_or_else(|| {
+        Err(Error::Upstream(
+            "Google or Gmail did not answer before the invocation's deadline".into(),
+        ))
+    });
     // A refreshed token is kept even when Gmail then fails; only a grant Google refuses
     // leaves the parameter exactly as it was.
     if !matches!(outcome, Err(Error::ReauthorizationRequired { .. })) {
-        let saving = session.save_if_changed(store, settings);
-        let saved = match deadline {
-            Some(d) => tokio::time::timeout_at(d.at, saving)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Upstream(
-                        "SSM did not store the refreshed token before the deadline".into(),
-                    ))
-                }),
-            None => saving.await,
-        };
+        let saved = within(
+            deadline.map(|d| d.at),
+            session.save_if_changed(store, settings),
+        )
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::Upstream(
+                "SSM did not store the refreshed token before the deadline".into(),
+            ))
+        });
         if outcome.is_ok() {
             saved?;
         }
@@ -289,6 +276,12 @@ fn refresh_client(secrets: &ClientSecrets, token: &StoredToken) -> TokenClient {
     }
 }
 
+/// The longest access-token lifetime believed. Google's access tokens live 3,599 s; a token
+/// endpoint that answers more (a proxy's mistake, a hostile answer, `10000000000000`) is
+/// taken at this word, so the token is refreshed early instead of trusted for years, and no
+/// date arithmetic can overflow.
+pub const MAX_ACCESS_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// Folds a grant into the stored token, keeping the old refresh token when none came back.
 fn apply_grant(token: &mut StoredToken, grant: Grant, now: DateTime<Utc>) {
     token.token = Some(grant.access_token);
@@ -297,8 +290,9 @@ fn apply_grant(token: &mut StoredToken, grant: Grant, now: DateTime<Utc>) {
     }
     token.expiry = grant
         .expires_in
-        .and_then(|d| TimeDelta::from_std(d).ok())
-        .map(|d| now + d);
+        .map(|lifetime| lifetime.min(MAX_ACCESS_TOKEN_LIFETIME))
+        .and_then(|lifetime| TimeDelta::from_std(lifetime).ok())
+        .and_then(|lifetime| now.checked_add_signed(lifetime));
 }
 
 /// Lists and summarises the messages; learns the account address if the token lacks it.
@@ -449,6 +443,14 @@ pub enum LinkError {
     NoRefreshToken { account: String },
     #[error("{0}")]
     Upstream(String),
+    /// The invocation's deadline came before Google or Gmail answered: nothing was stored.
+    #[error("Google did not answer before the invocation's deadline; nothing was stored")]
+    TimedOut,
+    /// The deadline came while the token was being written: it may or may not be stored.
+    #[error(
+        "the parameter store did not confirm the write before the invocation's deadline; the mailbox may or may not be linked"
+    )]
+    WriteUnconfirmed,
 }
 
 /// What the callback has verified before it may redeem a code.
@@ -466,13 +468,44 @@ pub struct VerifiedCallback<'a> {
 
 /// The callback after its state check: redeem the code, check the scopes, identify the
 /// mailbox, check the allow-list, store the token. Returns the linked address.
+///
+/// With a `deadline`, Google and Gmail get the time up to its save reserve, the write the
+/// rest: the answer always comes before the deadline, saying whether anything was stored.
 pub async fn link_account(
     store: &impl TokenStore,
     google: &GoogleOAuth,
     gmail: &impl Mailbox,
     callback: VerifiedCallback<'_>,
     now: DateTime<Utc>,
+    deadline: Option<Deadline>,
 ) -> Result<String, LinkError> {
+    let token_param = callback.token_param;
+    let (account, json) = within(
+        deadline.map(|d| d.work_until()),
+        redeem_and_verify(google, gmail, callback, now),
+    )
+    .await
+    .ok_or(LinkError::TimedOut)??;
+    let version = within(deadline.map(|d| d.at), store.put_secret(token_param, &json))
+        .await
+        .ok_or(LinkError::WriteUnconfirmed)?
+        .map_err(|e| LinkError::Upstream(format!("SSM {e}")))?;
+    tracing::info!(
+        parameter = token_param,
+        version,
+        "stored token of newly linked account"
+    );
+    Ok(account)
+}
+
+/// Redeems the code and checks everything about the grant; returns the account and the
+/// token JSON to store.
+async fn redeem_and_verify(
+    google: &GoogleOAuth,
+    gmail: &impl Mailbox,
+    callback: VerifiedCallback<'_>,
+    now: DateTime<Utc>,
+) -> Result<(String, String), LinkError> {
     let grant = google
         .exchange_code(
             callback.secrets,
@@ -551,16 +584,7 @@ pub async fn link_account(
     let json = token
         .to_json()
         .map_err(|e| LinkError::Upstream(format!("token {e}")))?;
-    let version = store
-        .put_secret(callback.token_param, &json)
-        .await
-        .map_err(|e| LinkError::Upstream(format!("SSM {e}")))?;
-    tracing::info!(
-        parameter = callback.token_param,
-        version,
-        "stored token of newly linked account"
-    );
-    Ok(account)
+    Ok((account, json))
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ impl RetryPolicy {
         }
         let backoff = self
             .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt - 1))
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
             .min(self.max_delay);
         match retry_after {
             Some(asked) if asked > self.max_delay => None,

@@ -72,6 +72,8 @@ struct GoogleState {
     link_instead_of_redirect: bool,
     granted_scopes: Option<Vec<String>>,
     omit_refresh_token: bool,
+    /// `expires_in` of every token answer (3,599 like Google's unless told otherwise).
+    expires_in: u64,
     codes: HashMap<String, CodeGrant>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     access_tokens: HashMap<String, AccessGrant>,
@@ -126,6 +128,7 @@ impl FakeGoogle {
         let state = Arc::new(Mutex::new(GoogleState {
             account: "me@example.com".into(),
             page_size_cap: 10,
+            expires_in: 3599,
             ..GoogleState::default()
         }));
         let app = Router::new()
@@ -236,6 +239,16 @@ impl FakeGoogle {
     /// Answer the code exchange without a refresh token (as Google does without `prompt=consent`).
     pub fn set_omit_refresh_token(&self, omit: bool) {
         self.lock().omit_refresh_token = omit;
+    }
+
+    /// The access-token lifetime the token endpoint claims (any number, absurd ones included).
+    pub fn set_expires_in(&self, seconds: u64) {
+        self.lock().expires_in = seconds;
+    }
+
+    /// Adds one message, with whatever headers a sender chose.
+    pub fn add_message(&self, message: FakeMessage) {
+        self.lock().messages.push(message);
     }
 
     /// Replaces the mailbox with `count` messages.
@@ -574,6 +587,10 @@ async fn token(
     }
     match param("grant_type").as_str() {
         "authorization_code" => {
+            // Google: "Missing required parameter: code".
+            if param("code").is_empty() {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+            }
             let Some(grant) = state.codes.get_mut(&param("code")) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
@@ -592,7 +609,7 @@ async fn token(
             let access = state.issue_access_token(&grant.account);
             let mut answer = json!({
                 "access_token": access,
-                "expires_in": 3599,
+                "expires_in": state.expires_in,
                 "scope": grant.scopes.join(" "),
                 "token_type": "Bearer",
             });
@@ -619,7 +636,7 @@ async fn token(
             // Like Google: no refresh_token in a refresh answer.
             json_ok(json!({
                 "access_token": access,
-                "expires_in": 3599,
+                "expires_in": state.expires_in,
                 "scope": grant.scopes.join(" "),
                 "token_type": "Bearer",
             }))

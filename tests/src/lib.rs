@@ -81,6 +81,22 @@ impl World {
         )
     }
 
+    /// The callback function's app with its store talking to SSM through `proxy` (the SDK's
+    /// own timeouts, so the proxy's holds last as long as the test wants).
+    pub async fn callback_app_via(
+        &self,
+        proxy: &ssm_proxy::SsmProxy,
+    ) -> oauth_callback::App<SsmStore> {
+        let lookup = gmail_oauth::config::fixed_env(&self.env(&[]));
+        let config = oauth_callback::Config::from_lookup(&lookup).expect("callback config");
+        let client = aws_sdk_ssm::Client::new(&moto::sdk_config(&proxy.endpoint).load().await);
+        oauth_callback::App::new(
+            config,
+            SsmStore::new(client, None),
+            gmail_oauth::oauth::http_client().expect("HTTP client"),
+        )
+    }
+
     /// The refresh function, configured from `env(extra)`.
     pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<SsmStore> {
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));

@@ -50,6 +50,8 @@ struct Shared {
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<String>>,
     first_poll: Mutex<Option<std::time::Instant>>,
+    /// How long each invocation may take (Lambda's timeout; 30 s unless set).
+    timeout: Mutex<Duration>,
 }
 
 /// The Runtime API endpoint a function process polls.
@@ -67,6 +69,7 @@ impl RuntimeApi {
             waiting: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
             first_poll: Mutex::new(None),
+            timeout: Mutex::new(Duration::from_secs(30)),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -98,6 +101,15 @@ impl RuntimeApi {
             .first_poll
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The timeout of the invocations sent from now on: their deadline is this far away.
+    pub fn set_timeout(&self, timeout: Duration) {
+        *self
+            .shared
+            .timeout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = timeout;
     }
 
     /// Sends one event and waits for the function's answer.
@@ -136,10 +148,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some(pending) = shared.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
+    let timeout = *shared.timeout.lock().unwrap_or_else(|e| e.into_inner());
     let deadline = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        + Duration::from_secs(30);
+        + timeout;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -2,16 +2,19 @@
 //! outcome of `docs/interface.md`.
 
 use chrono::{TimeDelta, Utc};
+use gmail_oauth::deadline::Deadline;
 use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
 use gmail_oauth::oauth2::{ClientSecret, CsrfToken, PkceCodeVerifier};
 use gmail_oauth::store::SsmStore;
 use integration_tests::events::HttpEvent;
 use integration_tests::fake_google::{CLIENT_SECRET, Fault, GMAIL_READONLY};
+use integration_tests::ssm_proxy::SsmProxy;
 use integration_tests::{World, assert_no_secret, capture_logs, captured_logs, moto};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use oauth_callback::App;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 fn body(response: &ApiGatewayV2httpResponse) -> String {
     match &response.body {
@@ -533,4 +536,160 @@ async fn a_kms_key_is_used_for_the_write_when_configured() {
         .unwrap();
     let parameter = &described.parameters()[0];
     assert_eq!(parameter.key_id(), Some("alias/gmail-oauth-test"));
+}
+
+/// The deadline the function derives from an invocation that times out after `timeout`.
+fn invocation_deadline(timeout: Duration) -> Deadline {
+    Deadline::after(
+        timeout - oauth_callback::RESPONSE_MARGIN,
+        oauth_callback::SAVE_RESERVE,
+    )
+}
+
+/// `callback_url` with the query parameter `name` set to `value`.
+fn with_param(callback_url: &str, name: &str, value: &str) -> String {
+    let mut url = url::Url::parse(callback_url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == name {
+                value.into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.into()
+}
+
+#[tokio::test]
+async fn an_empty_code_is_a_bad_request_and_never_reaches_google() {
+    let world = World::new("emptycode").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &with_param(&callback_url, "code", ""), &cookie).await;
+    assert_eq!(response.status_code, 400, "{}", body(&response));
+    assert!(body(&response).contains("needs the code and state"));
+    assert!(cleared_cookie(&response));
+    assert_eq!(world.google.code_redemptions(), 0);
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn a_callback_query_that_cannot_be_read_still_clears_the_flow_cookie() {
+    let world = World::new("badquery-cookie").await;
+    let app = world.callback_app(&[]).await;
+    let (_, cookie) = consent(&world, &app).await;
+    let long = format!("code={}&state=x", "A".repeat(9000));
+    for query in [
+        "code=4%2F0A%ZZ&state=x",
+        "code=a&code=b&state=c",
+        "code=%ff&state=c",
+        "code=a\"b&state=<x>",
+        long.as_str(),
+    ] {
+        let response = send(
+            &app,
+            HttpEvent::get(&format!("/prod/callback?{query}")).cookie(&cookie),
+        )
+        .await;
+        assert_eq!(response.status_code, 400, "{query}");
+        assert!(cleared_cookie(&response), "{query}: {:?}", response.cookies);
+    }
+    // Only /callback ends a flow: a bad /authorize request leaves a flow in progress alone.
+    let response = send(
+        &app,
+        HttpEvent::get("/authorize?login_hint=%zz").cookie(&cookie),
+    )
+    .await;
+    assert_eq!(response.status_code, 400);
+    assert!(response.cookies.is_empty());
+    assert_eq!(world.google.code_redemptions(), 0);
+}
+
+#[tokio::test]
+async fn an_absurd_token_lifetime_from_google_is_cut_to_a_day() {
+    let world = World::new("absurd-lifetime").await;
+    world.google.set_expires_in(10_000_000_000_000);
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let response = callback(&app, &callback_url, &cookie).await;
+    assert_eq!(response.status_code, 200, "{}", body(&response));
+    let stored = world.stored_token().await.unwrap();
+    let expiry =
+        gmail_oauth::token::expiry_format::parse(stored["expiry"].as_str().unwrap()).unwrap();
+    let lifetime = expiry - Utc::now();
+    assert!(
+        lifetime <= TimeDelta::days(1) && lifetime > TimeDelta::hours(23),
+        "{lifetime}"
+    );
+}
+
+#[tokio::test]
+async fn a_consent_google_cannot_finish_in_time_answers_502_before_the_deadline() {
+    let world = World::new("deadline-google").await;
+    let app = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    world
+        .google
+        .inject_token_fault(Fault::Delay(Duration::from_secs(3)));
+    let deadline = invocation_deadline(Duration::from_secs(1));
+    let started = Instant::now();
+    let response = app
+        .handle_by(
+            HttpEvent::get_url(&callback_url).cookie(&cookie).event(),
+            Utc::now(),
+            Some(deadline),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status_code, 502);
+    assert!(
+        body(&response).contains("nothing was stored"),
+        "{}",
+        body(&response)
+    );
+    assert!(cleared_cookie(&response));
+    assert!(world.stored_token().await.is_none());
+}
+
+#[tokio::test]
+async fn a_write_the_deadline_cuts_answers_502_saying_the_link_is_uncertain() {
+    let world = World::new("deadline-ssm").await;
+    let proxy = SsmProxy::start(&moto::moto().endpoint).await;
+    let app = world.callback_app_via(&proxy).await;
+    let (callback_url, cookie) = consent(&world, &app).await;
+    let held = proxy.hold("PutParameter");
+    let deadline = invocation_deadline(Duration::from_secs(2));
+    let started = Instant::now();
+    let response = app
+        .handle_by(
+            HttpEvent::get_url(&callback_url).cookie(&cookie).event(),
+            Utc::now(),
+            Some(deadline),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status_code, 502);
+    assert!(
+        body(&response).contains("may or may not"),
+        "{}",
+        body(&response)
+    );
+    held.release();
+    // Either stored or not, never half: whatever is there is this consent's whole token.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(stored) = world.stored_token().await {
+        assert_eq!(stored["account"], "me@example.com");
+    }
 }

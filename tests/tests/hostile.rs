@@ -3,7 +3,8 @@
 //! swapped between flows, expired, sealed with another key) against the callback handler,
 //! with moto and the fake Google behind it. Properties: no panic, no 5xx, no code ever
 //! reaches Google (no case pairs a flow's cookie with its own state), nothing is stored,
-//! and no page echoes the code or state it was sent.
+//! no page echoes the code or state it was sent, and every `/callback` answer clears the
+//! flow cookie.
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 10,000; `make fuzz` runs more).
 
@@ -238,6 +239,18 @@ fn the_callback_holds_against_hostile_requests() {
             prop_assert!(
                 location.starts_with(&google_auth),
                 "redirect to {location} for {case:?}"
+            );
+        }
+        // Every /callback answer ends the flow, even for a request that cannot be read.
+        if case.path.trim_end_matches('/').ends_with("/callback") {
+            let cleared = format!("{COOKIE_NAME}=;");
+            prop_assert!(
+                response
+                    .cookies
+                    .iter()
+                    .any(|c| c.starts_with(&cleared) && c.contains("Max-Age=0")),
+                "the flow cookie stays set for {:?}",
+                case
             );
         }
         let page = body(&response);

@@ -328,3 +328,24 @@ async fn a_refreshed_token_is_kept_even_when_gmail_then_fails() {
     assert_ne!(token["token"], old_access.as_str());
     assert_eq!(token["refresh_token"], refresh_token.as_str());
 }
+
+#[tokio::test]
+async fn an_absurd_token_lifetime_from_a_refresh_is_cut_to_a_day() {
+    let world = World::new("refresh-absurd").await;
+    world
+        .seed_token("me@example.com", minutes_from_now(-5))
+        .await;
+    world.google.set_expires_in(10_000_000_000_000);
+    let summary = world.run_refresh(&[]).await.expect("run");
+    assert!(summary.token_refreshed);
+    let expires = gmail_oauth::token::expiry_format::parse(&summary.expires_at).unwrap();
+    let lifetime = expires - Utc::now();
+    assert!(
+        lifetime <= chrono::TimeDelta::days(1) && lifetime > chrono::TimeDelta::hours(23),
+        "{lifetime}"
+    );
+    assert_eq!(
+        world.stored_token().await.unwrap()["expiry"],
+        summary.expires_at.as_str()
+    );
+}

@@ -3,9 +3,11 @@
 //! moto and the fake Google. Their logs, at TRACE, must hold no secret.
 
 use integration_tests::events::{HttpEvent, scheduled_event};
+use integration_tests::fake_google::Fault;
 use integration_tests::runtime_api::{FunctionProcess, Outcome, release_binary};
 use integration_tests::{World, assert_no_secret, minutes_from_now, moto};
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 fn trace_logging() -> [(&'static str, &'static str); 2] {
     [
@@ -143,4 +145,64 @@ async fn the_refresh_binary_reports_a_missing_token_as_token_not_found() {
         }
         Outcome::Response(value) => panic!("expected an error, got {value}"),
     }
+}
+
+/// `/authorize` through `function`, then Google's consent: (callback URL, cookie).
+async fn consent_through(world: &World, function: &FunctionProcess) -> (String, String) {
+    let authorize = function
+        .invoke(HttpEvent::get("/authorize").json())
+        .await
+        .response();
+    assert_eq!(authorize["statusCode"], 302, "{authorize}");
+    let cookie = authorize["cookies"][0]
+        .as_str()
+        .expect("Set-Cookie in cookies")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let callback_url = world.google.consent(&header(&authorize, "location")).await;
+    (callback_url, cookie)
+}
+
+#[tokio::test]
+async fn the_callback_binary_survives_an_absurd_token_lifetime() {
+    let world = World::new("runtime-absurd").await;
+    world.google.set_expires_in(10_000_000_000_000);
+    let function = FunctionProcess::start(release_binary("oauth-callback"), world.env(&[])).await;
+    let (callback_url, cookie) = consent_through(&world, &function).await;
+    let done = function
+        .invoke(HttpEvent::get_url(&callback_url).cookie(&cookie).json())
+        .await
+        .response();
+    assert_eq!(done["statusCode"], 200, "{done}");
+    // The process lives on: the next request is answered by the same execution environment.
+    let again = function
+        .invoke(HttpEvent::get("/authorize").json())
+        .await
+        .response();
+    assert_eq!(again["statusCode"], 302);
+}
+
+#[tokio::test]
+async fn the_callback_binary_answers_before_its_deadline_when_google_is_slow() {
+    let world = World::new("runtime-deadline").await;
+    let function = FunctionProcess::start(release_binary("oauth-callback"), world.env(&[])).await;
+    let (callback_url, cookie) = consent_through(&world, &function).await;
+    world
+        .google
+        .inject_token_fault(Fault::Delay(Duration::from_secs(6)));
+    function.api.set_timeout(Duration::from_secs(3));
+    let started = Instant::now();
+    let late = function
+        .invoke(HttpEvent::get_url(&callback_url).cookie(&cookie).json())
+        .await
+        .response();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(late["statusCode"], 502, "{late}");
+    assert!(world.stored_token().await.is_none());
 }

@@ -10,6 +10,7 @@ pub mod routes;
 
 use chrono::{DateTime, Utc};
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
+use gmail_oauth::deadline::Deadline;
 use gmail_oauth::gmail::GmailClient;
 use gmail_oauth::lifecycle::AllowedAccounts;
 use gmail_oauth::oauth::GoogleOAuth;
@@ -54,6 +55,17 @@ impl Config {
     }
 }
 
+/// Time kept between the end of the work and the invocation's deadline, for the answer to
+/// reach API Gateway.
+pub const RESPONSE_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// Time kept at the end for writing the token (one `PutParameter`, normally 50 ms).
+pub const SAVE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The invocation's deadline (milliseconds since the epoch, from the Lambda context).
+pub fn deadline(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
+    Deadline::from_lambda(deadline_ms, now, RESPONSE_MARGIN, SAVE_RESERVE)
+}
+
 /// Everything built once per process and reused by warm invocations.
 pub struct App<S> {
     pub config: Config,
@@ -77,40 +89,46 @@ impl<S: TokenStore> App<S> {
         }
     }
 
-    /// Answers one API Gateway HTTP API event.
+    /// Answers one API Gateway HTTP API event (no deadline of its own: tests and tools).
     pub async fn handle(
         &self,
         event: ApiGatewayV2httpRequest,
         now: DateTime<Utc>,
     ) -> ApiGatewayV2httpResponse {
-        let mut response = match CallbackRequest::from_event(event) {
-            Ok(request) => self.route(&request, now).await,
-            Err(problem) => {
-                tracing::warn!(%problem, "malformed request");
-                routes::bad_request(&format!("The request could not be read: {problem}."))
-            }
-        };
-        pages::secure_headers(&mut response);
-        into_api_gateway_response(response)
+        self.handle_by(event, now, None).await
     }
 
-    async fn route(&self, request: &CallbackRequest, now: DateTime<Utc>) -> Response<String> {
-        // Matched on the path's end, so a stage prefix (`/prod/callback`) does not matter.
-        let path = request.path.trim_end_matches('/');
-        let route = if path.ends_with("/authorize") {
-            Route::Authorize
-        } else if path.ends_with("/callback") {
-            Route::Callback
-        } else {
-            return pages::not_found();
+    /// Answers one event before `deadline` (the invocation's): a consent that cannot finish
+    /// in time ends with a 502 page that says whether anything was stored.
+    pub async fn handle_by(
+        &self,
+        event: ApiGatewayV2httpRequest,
+        now: DateTime<Utc>,
+        deadline: Option<Deadline>,
+    ) -> ApiGatewayV2httpResponse {
+        let route = Route::of(event.raw_path.as_deref().unwrap_or_default());
+        let mut response = match route {
+            None => pages::not_found(),
+            Some(_) if event.request_context.http.method != Method::GET => {
+                pages::method_not_allowed()
+            }
+            Some(route) => match CallbackRequest::from_event(event) {
+                Ok(request) => match route {
+                    Route::Authorize => routes::authorize(self, &request, now).await,
+                    Route::Callback => routes::callback(self, &request, now, deadline).await,
+                },
+                Err(problem) => {
+                    tracing::warn!(%problem, "malformed request");
+                    routes::bad_request(&format!("The request could not be read: {problem}."))
+                }
+            },
         };
-        if request.method != Method::GET {
-            return pages::method_not_allowed();
+        if route == Some(Route::Callback) {
+            // Whatever happened, even to a request that could not be read, this flow is over.
+            routes::clear_flow_cookie(&mut response);
         }
-        match route {
-            Route::Authorize => routes::authorize(self, request, now).await,
-            Route::Callback => routes::callback(self, request, now).await,
-        }
+        pages::secure_headers(&mut response);
+        into_api_gateway_response(response)
     }
 
     /// `REDIRECT_URI`, or `https://{domainName}[/{stage}]/callback` from API Gateway's
@@ -125,9 +143,24 @@ impl<S: TokenStore> App<S> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Authorize,
     Callback,
+}
+
+impl Route {
+    /// Matched on the path's end, so a stage prefix (`/prod/callback`) does not matter.
+    fn of(path: &str) -> Option<Route> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/authorize") {
+            Some(Route::Authorize)
+        } else if path.ends_with("/callback") {
+            Some(Route::Callback)
+        } else {
+            None
+        }
+    }
 }
 
 /// API Gateway HTTP API wants `Set-Cookie` in `cookies`, everything else in `headers`.

@@ -22,7 +22,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let app = &app;
-        async move { Ok::<_, Infallible>(app.handle(event.payload, chrono::Utc::now()).await) }
+        async move {
+            let now = chrono::Utc::now();
+            let deadline = oauth_callback::deadline(event.context.deadline, now);
+            Ok::<_, Infallible>(app.handle_by(event.payload, now, Some(deadline)).await)
+        }
     }))
     .await
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use cookie::{Cookie, SameSite};
 use gmail_oauth::Error;
 use gmail_oauth::client_secrets::ClientSecrets;
+use gmail_oauth::deadline::{Deadline, within};
 use gmail_oauth::error::Chain;
 use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
 use gmail_oauth::lifecycle::{self, LinkError, VerifiedCallback};
@@ -66,21 +67,33 @@ pub async fn authorize<S: TokenStore>(
     response
 }
 
+/// `/callback`, answered before `deadline`. (The caller clears the flow cookie.)
 pub async fn callback<S: TokenStore>(
     app: &App<S>,
     request: &CallbackRequest,
     now: DateTime<Utc>,
+    deadline: Option<Deadline>,
 ) -> Response<String> {
-    let mut response = complete_consent(app, request, now).await;
-    // Whatever happened, this flow is over: the cookie goes.
-    set_cookie(&mut response, flow_cookie_header(String::new(), 0));
-    response
+    // The consent splits the time itself (Google, then the write); this bound only catches
+    // the reads before it.
+    within(
+        deadline.map(|d| d.at),
+        complete_consent(app, request, now, deadline),
+    )
+    .await
+    .unwrap_or_else(|| link_failed(&LinkError::TimedOut))
+}
+
+/// Ends the flow in the browser: the cookie is replaced by an expired empty one.
+pub fn clear_flow_cookie(response: &mut Response<String>) {
+    set_cookie(response, flow_cookie_header(String::new(), 0));
 }
 
 async fn complete_consent<S: TokenStore>(
     app: &App<S>,
     request: &CallbackRequest,
     now: DateTime<Utc>,
+    deadline: Option<Deadline>,
 ) -> Response<String> {
     if let Some(error) = request.param("error") {
         // Google's codes are short ASCII words; anything else is not echoed.
@@ -103,7 +116,9 @@ async fn complete_consent<S: TokenStore>(
             ],
         );
     }
-    let (Some(code), Some(state)) = (request.param("code"), request.param("state")) else {
+    // An empty code is as missing as an absent one: it is never sent to Google.
+    let present = |name| request.param(name).filter(|value| !value.is_empty());
+    let (Some(code), Some(state)) = (present("code"), present("state")) else {
         tracing::warn!("callback without code or state");
         return bad_request(
             "This address is the end of Google's sign-in; it needs the code and state Google adds.",
@@ -150,7 +165,9 @@ async fn complete_consent<S: TokenStore>(
         token_param: &app.config.common.token_param,
         existing,
     };
-    match lifecycle::link_account(&app.store, &app.google, &app.gmail, verified, now).await {
+    match lifecycle::link_account(&app.store, &app.google, &app.gmail, verified, now, deadline)
+        .await
+    {
         Ok(account) => {
             tracing::info!(%account, "account linked");
             pages::linked(&account)
@@ -181,10 +198,15 @@ fn link_failed(error: &LinkError) -> Response<String> {
             "Google did not grant offline access",
             "Remove this app at https://myaccount.google.com/permissions, then open /authorize again.".to_owned(),
         ),
-        LinkError::Upstream(_) => (
+        LinkError::Upstream(_) | LinkError::TimedOut => (
             StatusCode::BAD_GATEWAY,
             "Google or AWS did not answer",
             "Nothing was changed. Wait a minute, then open /authorize again.".to_owned(),
+        ),
+        LinkError::WriteUnconfirmed => (
+            StatusCode::BAD_GATEWAY,
+            "AWS did not confirm in time",
+            "Open /authorize again in a minute to be sure the mailbox is linked; linking twice does no harm.".to_owned(),
         ),
     };
     if status.is_server_error() {

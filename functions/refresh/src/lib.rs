@@ -49,16 +49,14 @@ impl Config {
 
 /// Time kept at the end of an invocation for storing a refreshed token (SSM write, re-check).
 pub const SAVE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time kept between the end of the work and the invocation's deadline, for the result (or
+/// the typed error) to reach Lambda before it stops the function.
+pub const RESPONSE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The invocation's deadline (milliseconds since the epoch, from the Lambda context) as an
 /// instant of this process's clock.
 pub fn deadline_from_context(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
-    let remaining =
-        deadline_ms.saturating_sub(u64::try_from(now.timestamp_millis()).unwrap_or_default());
-    let at = tokio::time::Instant::now() + std::time::Duration::from_millis(remaining);
-    // Never keep more than half of what is left for the save.
-    let save_reserve = SAVE_RESERVE.min(std::time::Duration::from_millis(remaining / 2));
-    Deadline { at, save_reserve }
+    Deadline::from_lambda(deadline_ms, now, RESPONSE_MARGIN, SAVE_RESERVE)
 }
 
 /// A failed run, as Lambda reports it: `errorType` is one of the names in `docs/interface.md`.
