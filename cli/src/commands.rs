@@ -3,6 +3,7 @@
 use crate::error::CliError;
 use crate::location::{Location, LocationStore};
 use crate::login::{self, LoginOptions};
+use crate::terminal::{json_safe, safe};
 use crate::{Cli, Command};
 use chrono::Utc;
 use gmail_oauth::client_secrets::{ClientSecrets, endpoint_url};
@@ -141,7 +142,7 @@ async fn run_login(
         options,
     )
     .await?;
-    println!("Linked {account}; the token is stored in {token}.");
+    println!("Linked {}; the token is stored in {token}.", safe(&account));
     // Keep the client secrets beside a token file, where `run` looks for them.
     let beside = Location::client_secrets_beside(token);
     if secrets_given && matches!(token, Location::File(_)) && beside != *secrets_location {
@@ -178,10 +179,8 @@ async fn run(
     )
     .await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+        println!("{}", json_safe(&text));
     } else {
         print!("{}", table(&summary));
     }
@@ -195,8 +194,11 @@ fn table(summary: &RunSummary) -> String {
         "token still valid"
     };
     let mut out = format!(
-        "{} · {} message(s) matching {:?} · {refreshed}, valid until {}\n",
-        summary.account, summary.message_count, summary.query, summary.expires_at
+        "{} · {} message(s) matching \"{}\" · {refreshed}, valid until {}\n",
+        safe(&summary.account),
+        summary.message_count,
+        safe(&summary.query),
+        summary.expires_at
     );
     if !summary.messages.is_empty() {
         out.push_str(&format!(
@@ -221,10 +223,11 @@ fn table(summary: &RunSummary) -> String {
     out
 }
 
-/// At most `width` characters, with an ellipsis when cut.
+/// At most `width` characters of `text` made safe for the terminal, with an ellipsis when cut.
 fn clip(text: &str, width: usize) -> String {
+    let text = safe(text);
     if text.chars().count() <= width {
-        return text.to_owned();
+        return text.into_owned();
     }
     text.chars()
         .take(width.saturating_sub(1))
@@ -261,12 +264,14 @@ fn describe(token: &StoredToken, location: &Location, now: chrono::DateTime<Utc>
     [
         format!(
             "account:        {}",
-            token
-                .account()
-                .unwrap_or("(not recorded; the next run records it)")
+            safe(
+                token
+                    .account()
+                    .unwrap_or("(not recorded; the next run records it)")
+            )
         ),
         format!("stored in:      {location}"),
-        format!("scopes:         {}", token.scopes.join(" ")),
+        format!("scopes:         {}", safe(&token.scopes.join(" "))),
         format!("access token:   {access}"),
         format!("refresh token:  {refresh}"),
     ]
@@ -292,14 +297,16 @@ async fn copy(
         && !force
     {
         return Err(CliError::Usage(format!(
-            "{to} holds the token of {theirs}, not {ours}; add --force to replace it"
+            "{to} holds the token of {}, not {}; add --force to replace it",
+            safe(theirs),
+            safe(ours)
         )));
     }
     // The stored bytes are copied as they are: nothing is lost or reformatted.
     clients.store.put_secret(&to.to_string(), &raw).await?;
     println!(
         "Copied the token of {} from {from} to {to}.",
-        token.account().unwrap_or("(unknown account)")
+        safe(token.account().unwrap_or("(unknown account)"))
     );
     Ok(())
 }
@@ -319,7 +326,7 @@ async fn put_client_secrets(
     println!(
         "Stored the client secrets of {} client {} in {target} (SecureString).",
         secrets.kind.key(),
-        secrets.client_id.as_str()
+        safe(secrets.client_id.as_str())
     );
     Ok(())
 }
@@ -342,7 +349,7 @@ async fn revoke(clients: &Clients, location: &Location) -> Result<(), CliError> 
     clients.store.delete(&location.to_string()).await?;
     println!(
         "Revoked the grant of {} at Google and removed the token from {location}.",
-        token.account().unwrap_or("(unknown account)")
+        safe(token.account().unwrap_or("(unknown account)"))
     );
     Ok(())
 }

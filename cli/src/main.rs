@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod location;
 mod login;
+mod terminal;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use location::Location;
@@ -181,7 +182,8 @@ async fn main() -> ExitCode {
     match commands::dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("gmail-oauth: {error}");
+            // Error texts can quote Google's answers: printed safe for the terminal.
+            eprintln!("gmail-oauth: {}", terminal::safe(&error.to_string()));
             ExitCode::from(error.exit_code())
         }
     }

@@ -501,3 +501,66 @@ async fn every_subcommand_documents_itself() {
         assert!(help.stdout.contains("Examples:"), "{sub}: {}", help.stdout);
     }
 }
+
+/// Whether a terminal could act on `c` (C0/C1 controls, DEL, bidirectional overrides).
+fn drives_a_terminal(c: char) -> bool {
+    c.is_control() && c != '\n'
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+#[tokio::test]
+async fn run_shows_what_senders_wrote_without_letting_it_drive_the_terminal() {
+    let machine = Machine::new("hostile-mail").await;
+    let token_file = machine.token_file();
+    machine.write_token(&token_file, "me@example.com", -5);
+    std::fs::write(
+        token_file.with_file_name("client_secrets.json"),
+        machine.google.client_secrets_json("web"),
+    )
+    .unwrap();
+    // A token endpoint claiming an absurd lifetime is survived too.
+    machine.google.set_expires_in(10_000_000_000_000);
+    let subject =
+        "Invoice\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;cm0gLXJm\u{7}\u{9b}1m\u{202e}fdp.exe\r\nX";
+    let from = "Eve\u{1b}[31m <eve@example.org>\u{7}";
+    machine
+        .google
+        .add_message(integration_tests::fake_google::FakeMessage {
+            id: "evil0001".into(),
+            thread_id: "evil0001".into(),
+            from: from.into(),
+            subject: subject.into(),
+            date: "Mon, 23 Nov 2026 10:00:00 +0000\u{1b}[1A".into(),
+        });
+
+    let table = machine.run(&["run"]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        !table.stdout.chars().any(drives_a_terminal),
+        "{:?}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("Invoice\\u{1b}[2J"),
+        "{}",
+        table.stdout
+    );
+
+    let json = machine.run(&["run", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    assert!(
+        !json.stdout.chars().any(drives_a_terminal),
+        "{:?}",
+        json.stdout
+    );
+    let summary: Value = serde_json::from_str(&json.stdout).unwrap();
+    let evil = summary["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "evil0001")
+        .expect("the message is listed");
+    assert_eq!(evil["subject"], subject, "--json gives the exact text");
+    assert_eq!(evil["from"], from);
+}
