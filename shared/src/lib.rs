@@ -43,6 +43,7 @@ pub mod error;
 mod fixtures;
 pub mod flow_cookie;
 pub mod gmail;
+pub mod grant_keeping;
 pub mod lifecycle;
 pub mod logging;
 pub mod oauth;
