@@ -1,6 +1,7 @@
 //! One-line errors and the exit codes they carry.
 
 use gmail_oauth::Error;
+use gmail_oauth::error::Chain;
 
 /// A failed command. The exit code tells scripts what kind of failure it was.
 #[derive(Debug, thiserror::Error)]
@@ -36,15 +37,15 @@ impl CliError {
 
 impl From<Error> for CliError {
     fn from(error: Error) -> Self {
-        match error {
+        match &error {
             Error::TokenNotFound { parameter, .. } => CliError::NotFound(format!(
                 "no token in {parameter}; run `gmail-oauth login --client-secrets FILE` first"
             )),
             Error::ReauthorizationRequired { reason, .. } => CliError::Reauthorize(format!(
                 "Google no longer accepts the stored token ({reason}); run `gmail-oauth login` again"
             )),
-            Error::InvalidConfiguration(message) => CliError::Usage(message),
-            Error::Upstream(message) => CliError::Upstream(message),
+            Error::InvalidConfiguration { .. } => CliError::Usage(Chain(&error).to_string()),
+            Error::Upstream { .. } => CliError::Upstream(Chain(&error).to_string()),
         }
     }
 }

@@ -7,13 +7,14 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
+use gmail_oauth::allow::AllowedAccounts;
 use gmail_oauth::client_secrets::ClientSecrets;
+use gmail_oauth::error::Chain;
 use gmail_oauth::gmail::GmailClient;
-use gmail_oauth::lifecycle::{self, AllowedAccounts, LinkError, VerifiedCallback};
+use gmail_oauth::link::{self, Consent, LinkError, Linked};
 use gmail_oauth::oauth::{ConsentParams, GoogleOAuth};
 use gmail_oauth::oauth2::{AuthorizationCode, RedirectUrl};
-use gmail_oauth::store::TokenStore;
-use gmail_oauth::token::StoredToken;
+use gmail_oauth::store::TokenRepository;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,15 +42,14 @@ struct Loopback {
     done: Mutex<bool>,
 }
 
-/// Runs the whole flow; returns the linked account.
+/// Runs the whole flow; returns the linked account and where its token went.
 pub async fn login(
-    store: &impl TokenStore,
+    store: &impl TokenRepository,
     google: &GoogleOAuth,
     gmail: &GmailClient,
     secrets: &ClientSecrets,
-    token_location: &str,
     options: LoginOptions,
-) -> Result<String, CliError> {
+) -> Result<Linked, CliError> {
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, options.port)))
             .await
@@ -122,33 +122,26 @@ pub async fn login(
             "consent was not given (Google reported: {error})"
         ))),
         Ok(code) => {
-            let existing = store
-                .get_many(&[token_location])
-                .await
-                .ok()
-                .and_then(|mut found| found.pop().flatten())
-                .and_then(|p| StoredToken::from_json(&p.value).ok());
-            let verified = VerifiedCallback {
+            let consent = Consent {
                 secrets,
                 code: AuthorizationCode::new(code),
                 pkce_verifier: consent.pkce_verifier,
                 redirect_uri: &redirect_uri,
                 required_scopes: &options.scopes,
                 allowed: &AllowedAccounts::anyone(),
-                token_param: token_location,
-                existing,
             };
-            lifecycle::link_account(store, google, gmail, verified, chrono::Utc::now(), None)
+            link::link_account(store, google, gmail, consent, chrono::Utc::now(), None)
                 .await
                 .map_err(link_error)
         }
     };
     let page = match &result {
-        Ok(account) => page(
+        Ok(linked) => page(
             StatusCode::OK,
             "Gmail account linked",
             &format!(
-                "The mailbox {account} is linked. You can close this window and return to the terminal."
+                "The mailbox {} is linked. You can close this window and return to the terminal.",
+                linked.account
             ),
         ),
         Err(error) => page(
@@ -166,9 +159,9 @@ pub async fn login(
 
 fn link_error(error: LinkError) -> CliError {
     match error {
-        LinkError::Upstream(detail) => CliError::Upstream(detail),
-        LinkError::TimedOut | LinkError::WriteUnconfirmed => CliError::Upstream(error.to_string()),
-        LinkError::CodeRejected => CliError::Reauthorize(error.to_string()),
+        LinkError::Upstream { .. } | LinkError::TimedOut | LinkError::WriteUnconfirmed => {
+            CliError::Upstream(Chain(&error).to_string())
+        }
         other => CliError::Reauthorize(other.to_string()),
     }
 }

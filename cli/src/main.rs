@@ -16,13 +16,18 @@ const QUICK_START: &str = "\
 Quick start:
   gmail-oauth login --client-secrets ~/Downloads/client_secret_XXXX.json
   gmail-oauth run
-  gmail-oauth push --to ssm:/gmail-oauth/token";
+  gmail-oauth push --to ssm:/gmail-oauth/token
+  gmail-oauth mailboxes --store ssm-path:/gmail-oauth/mailboxes/";
 
 const LONG_HELP: &str = "\
 Quick start:
   gmail-oauth login --client-secrets ~/Downloads/client_secret_XXXX.json
   gmail-oauth run
   gmail-oauth push --to ssm:/gmail-oauth/token
+  gmail-oauth mailboxes --store ssm-path:/gmail-oauth/mailboxes/
+
+Stores: file:PATH (one mailbox, the default), ssm:/parameter (one mailbox), or
+ssm-path:/path/ (many mailboxes, one parameter each; pick one with --account).
 
 Exit codes:
   0  success
@@ -48,10 +53,14 @@ RUST_LOG (or -v) for more log lines on stderr.";
     after_long_help = LONG_HELP
 )]
 struct Cli {
-    /// Where the token is kept: file:PATH or ssm:/parameter.
+    /// Where the token is kept: file:PATH, ssm:/parameter, or ssm-path:/path/ for many mailboxes.
     /// [default: file:$XDG_CONFIG_HOME/gmail-oauth/token.json, else ~/.config/gmail-oauth/token.json]
     #[arg(long, global = true, value_name = "LOCATION")]
     store: Option<Location>,
+
+    /// The mailbox to use under an ssm-path: store (`login` suggests it to Google).
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    account: Option<String>,
 
     /// Client secrets JSON from Google Cloud Console: file:PATH or ssm:/parameter.
     /// [default: client_secrets.json beside a token file; ssm:/gmail-oauth/client-secrets beside an SSM token]
@@ -125,9 +134,24 @@ enum Command {
     },
     /// Show the stored token: account, scopes, expiry, location. Never prints a secret.
     #[command(
-        after_help = "Examples:\n  gmail-oauth status\n  gmail-oauth status --store ssm:/gmail-oauth/token"
+        after_help = "Examples:\n  gmail-oauth status\n  gmail-oauth status --store ssm:/gmail-oauth/token\n  \
+                            gmail-oauth status --store ssm-path:/gmail-oauth/mailboxes/ --account me@example.com"
     )]
     Status,
+    /// List the linked mailboxes: account, access token, refresh token, whether Google still
+    /// accepts the grant (asked with a refresh that is not stored). Never prints a secret.
+    #[command(
+        after_help = "Examples:\n  gmail-oauth mailboxes --store ssm-path:/gmail-oauth/mailboxes/\n  \
+                            gmail-oauth mailboxes --store ssm-path:/gmail-oauth/mailboxes/ --offline --json"
+    )]
+    Mailboxes {
+        /// Do not ask Google whether the grants still work.
+        #[arg(long)]
+        offline: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy the token from --store to another location (SecureString in SSM).
     #[command(
         after_help = "Examples:\n  gmail-oauth push --to ssm:/gmail-oauth/token\n  \
@@ -168,6 +192,14 @@ enum Command {
         after_help = "Examples:\n  gmail-oauth revoke\n  gmail-oauth revoke --store ssm:/gmail-oauth/token"
     )]
     Revoke,
+    /// Revoke one mailbox's grant at Google, then delete its parameter (or file).
+    #[command(
+        after_help = "Examples:\n  gmail-oauth unlink me@example.com --store ssm-path:/gmail-oauth/mailboxes/"
+    )]
+    Unlink {
+        /// The mailbox's address.
+        account: String,
+    },
 }
 
 #[tokio::main]

@@ -4,6 +4,7 @@
 //! pass a map instead of mutating the process environment.
 
 use crate::client_secrets::endpoint_url;
+use crate::store::{Layout, SsmTuning};
 use url::Url;
 
 pub const DEFAULT_CLIENT_SECRETS_PARAM: &str = "/gmail-oauth/client-secrets";
@@ -42,14 +43,19 @@ pub fn fixed_env<K: AsRef<str>, V: AsRef<str>>(
 pub struct CommonConfig {
     pub client_secrets_param: String,
     pub token_param: String,
+    /// `MAILBOXES_PATH` (ending with `/`): many mailboxes, one parameter each. Unset: the
+    /// one `TOKEN_PARAM`.
+    pub mailboxes_path: Option<String>,
     pub gmail_api_endpoint: Url,
     pub kms_key_id: Option<String>,
+    pub ssm: SsmTuning,
 }
 
 impl CommonConfig {
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let gmail =
             var(lookup, "GMAIL_API_ENDPOINT").unwrap_or_else(|| DEFAULT_GMAIL_API_ENDPOINT.into());
+        let defaults = SsmTuning::default();
         Ok(CommonConfig {
             client_secrets_param: parameter_name(
                 lookup,
@@ -57,11 +63,91 @@ impl CommonConfig {
                 DEFAULT_CLIENT_SECRETS_PARAM,
             )?,
             token_param: parameter_name(lookup, "TOKEN_PARAM", DEFAULT_TOKEN_PARAM)?,
+            mailboxes_path: var(lookup, "MAILBOXES_PATH")
+                .map(|raw| mailboxes_path(&raw))
+                .transpose()?,
             gmail_api_endpoint: endpoint_url(&gmail).map_err(|problem| ConfigError {
                 name: "GMAIL_API_ENDPOINT",
                 problem,
             })?,
             kms_key_id: var(lookup, "KMS_KEY_ID"),
+            ssm: SsmTuning {
+                read_tps: rate(lookup, "SSM_READ_TPS", defaults.read_tps)?,
+                write_tps: rate(lookup, "SSM_WRITE_TPS", defaults.write_tps)?,
+                ..defaults
+            },
+        })
+    }
+
+    /// Where the tokens are.
+    pub fn layout(&self) -> Layout {
+        match &self.mailboxes_path {
+            Some(path) => Layout::Many { path: path.clone() },
+            None => Layout::Single {
+                token_param: self.token_param.clone(),
+            },
+        }
+    }
+}
+
+/// `MAILBOX_CONCURRENCY`: mailboxes kept at once, 1 to 64 (default 8).
+pub fn concurrency(lookup: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    match var(lookup, "MAILBOX_CONCURRENCY") {
+        None => Ok(DEFAULT_MAILBOX_CONCURRENCY),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| ConfigError {
+                name: "MAILBOX_CONCURRENCY",
+                problem: "must be a whole number from 1 to 64".into(),
+            }),
+    }
+}
+
+pub const DEFAULT_MAILBOX_CONCURRENCY: usize = 8;
+
+/// A calls-per-second setting: a number above 0 and at most 10,000.
+fn rate(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: f64,
+) -> Result<f64, ConfigError> {
+    match var(lookup, name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n > 0.0 && *n <= 10_000.0)
+            .ok_or_else(|| ConfigError {
+                name,
+                problem: "must be a number of calls a second above 0 (at most 10000)".into(),
+            }),
+    }
+}
+
+/// `MAILBOXES_PATH`: a parameter path such as `/gmail-oauth/mailboxes/`, kept with its
+/// final `/`; a mailbox adds two levels, and Parameter Store allows fifteen.
+fn mailboxes_path(raw: &str) -> Result<String, ConfigError> {
+    let path = format!("{}/", raw.trim_end_matches('/'));
+    let levels = path.matches('/').count() - 1;
+    let lowered = path.to_ascii_lowercase();
+    let valid = path.starts_with('/')
+        && path.len() > 1
+        && path.len() <= 400
+        && levels <= 13
+        && !path.contains("//")
+        && !lowered.starts_with("/aws")
+        && !lowered.starts_with("/ssm")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
+    if valid {
+        Ok(path)
+    } else {
+        Err(ConfigError {
+            name: "MAILBOXES_PATH",
+            problem: "is not a parameter path like /gmail-oauth/mailboxes/ (letters, digits and _.-/, at most 13 levels, not under /aws or /ssm)".into(),
         })
     }
 }
@@ -120,6 +206,52 @@ mod tests {
             ["https://www.googleapis.com/auth/gmail.readonly"]
         );
         assert_eq!(scopes(&env(&[("SCOPES", " a  b ")])), ["a", "b"]);
+    }
+
+    #[test]
+    fn many_mailboxes_need_a_path_and_take_their_settings() {
+        let config = CommonConfig::from_lookup(&env(&[])).unwrap();
+        assert_eq!(
+            config.layout(),
+            Layout::Single {
+                token_param: "/gmail-oauth/token".into()
+            }
+        );
+        assert_eq!(config.ssm.write_tps, 2.0);
+        let config = CommonConfig::from_lookup(&env(&[
+            ("MAILBOXES_PATH", "/gmail-oauth/mailboxes"),
+            ("SSM_WRITE_TPS", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.layout(),
+            Layout::Many {
+                path: "/gmail-oauth/mailboxes/".into()
+            }
+        );
+        assert_eq!(config.ssm.write_tps, 3.0);
+        for bad in [
+            "gmail",
+            "/a b/",
+            "/aws/x/",
+            "//",
+            "/a//b/",
+            &"/a".repeat(14),
+        ] {
+            let err = CommonConfig::from_lookup(&env(&[("MAILBOXES_PATH", bad)])).unwrap_err();
+            assert_eq!(err.name, "MAILBOXES_PATH", "{bad}");
+        }
+        for bad in ["0", "-1", "fast", "inf"] {
+            let err = CommonConfig::from_lookup(&env(&[("SSM_WRITE_TPS", bad)])).unwrap_err();
+            assert_eq!(err.name, "SSM_WRITE_TPS", "{bad}");
+        }
+        assert_eq!(concurrency(&env(&[])).unwrap(), 8);
+        assert_eq!(
+            concurrency(&env(&[("MAILBOX_CONCURRENCY", "0")]))
+                .unwrap_err()
+                .name,
+            "MAILBOX_CONCURRENCY"
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The errors an operator acts on, and the `errorType` names they carry in Lambda.
 //!
-//! Lower layers have their own error enums (store, OAuth, Gmail, configuration); each
-//! converts into [`Error`], whose variant is what an alarm filters on. No message here
-//! ever contains a token, a code, a verifier or a client secret: the lower layers only
-//! put names, statuses and Google's public error codes into their messages.
+//! Lower layers have their own error enums (store, OAuth, Gmail, configuration) and keep
+//! them as the `source()` of an [`Error`], whose variant is what an alarm filters on; print
+//! an error with [`Chain`] to see the whole story. No message here ever contains a token,
+//! a code, a verifier or a client secret: the lower layers only put names, statuses and
+//! Google's public error codes into their messages.
 
 use std::fmt;
 
-/// A failure of a whole run, named as in `docs/interface.md` (`errorType`).
+/// A boxed lower-layer error, kept as a source.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of a whole run (or of one mailbox), named as in `docs/interface.md`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No token parameter exists yet: someone has to consent once.
@@ -24,11 +28,19 @@ pub enum Error {
     },
     /// The deployment is misconfigured: missing or malformed client secrets, bad settings,
     /// a stored token that cannot be read.
-    #[error("{0}")]
-    InvalidConfiguration(String),
-    /// Google, Gmail or SSM kept failing after bounded retries.
-    #[error("{0}")]
-    Upstream(String),
+    #[error("{message}")]
+    InvalidConfiguration {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
+    /// Google, Gmail or SSM kept failing after bounded retries, or the deadline came first.
+    #[error("{context}")]
+    Upstream {
+        context: String,
+        #[source]
+        source: Option<Source>,
+    },
 }
 
 impl Error {
@@ -37,8 +49,46 @@ impl Error {
         match self {
             Error::TokenNotFound { .. } => "TokenNotFound",
             Error::ReauthorizationRequired { .. } => "ReauthorizationRequired",
-            Error::InvalidConfiguration(_) => "InvalidConfiguration",
-            Error::Upstream(_) => "Upstream",
+            Error::InvalidConfiguration { .. } => "InvalidConfiguration",
+            Error::Upstream { .. } => "Upstream",
+        }
+    }
+
+    /// A configuration problem described in words.
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidConfiguration {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A configuration problem caused by `source`.
+    pub fn invalid_because(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::InvalidConfiguration {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An upstream failure while doing `context`, caused by `source`.
+    pub fn upstream(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Upstream {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The invocation's deadline came before `what` was done.
+    pub fn out_of_time(what: impl Into<String>) -> Error {
+        Error::Upstream {
+            context: format!("{} before the invocation's deadline", what.into()),
+            source: None,
         }
     }
 }
@@ -57,10 +107,10 @@ impl fmt::Display for AuthorizeHint<'_> {
     }
 }
 
-/// Writes an error and its whole `source()` chain on one line, for logs.
+/// Writes an error and its whole `source()` chain on one line, for logs and messages.
 ///
-/// `Display` of wrapped errors often hides the cause (a reqwest timeout inside an OAuth
-/// error); operators need the cause. None of our errors carry secrets in their text.
+/// `Display` of a wrapping error says what was being done; the causes say why. None of
+/// our errors carry secrets in their text.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
@@ -101,5 +151,24 @@ mod tests {
         assert_eq!(error.error_type(), "TokenNotFound");
         assert!(error.to_string().contains("/p/token"));
         assert!(error.to_string().contains("AuthorizeUrl"));
+    }
+
+    #[test]
+    fn the_chain_tells_what_was_done_and_why_it_failed() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("HTTP 503")]
+        struct Cause;
+        #[derive(Debug, thiserror::Error)]
+        #[error("Google's token endpoint is unavailable")]
+        struct Middle(#[source] Cause);
+        let error = Error::upstream(
+            "refreshing the access token of me@example.com",
+            Middle(Cause),
+        );
+        assert_eq!(error.error_type(), "Upstream");
+        assert_eq!(
+            Chain(&error).to_string(),
+            "refreshing the access token of me@example.com: Google's token endpoint is unavailable: HTTP 503"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! 429 and 5xx are retried with bounded backoff honouring `Retry-After`; 401 is reported
 //! as [`GmailError::Unauthorized`] so the caller can refresh once and try again.
 
-use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::retry::{Attempt, RetryPolicy, is_transient, parse_retry_after, retry};
 use futures_util::{StreamExt, TryStreamExt};
 use oauth2::AccessToken;
 use serde::de::DeserializeOwned;
@@ -153,59 +153,59 @@ impl GmailClient {
         url: Url,
         token: &AccessToken,
     ) -> Result<T, GmailError> {
-        let mut attempt = 1;
-        loop {
-            let outcome = self
-                .http
-                .get(url.clone())
-                .bearer_auth(token.secret())
-                .send()
-                .await;
-            let (detail, retry_after) = match outcome {
-                Ok(response) if response.status().is_success() => {
-                    let body = response.bytes().await.map_err(|e| unavailable(call, &e))?;
-                    let mut deserializer = serde_json::Deserializer::from_slice(&body);
-                    return serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-                        GmailError::Malformed {
-                            call,
-                            path: e.path().to_string(),
-                        }
-                    });
-                }
-                Ok(response) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                    return Err(GmailError::Unauthorized);
-                }
-                Ok(response)
-                    if response.status().is_server_error() || response.status().as_u16() == 429 =>
-                {
-                    let retry_after =
-                        parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
-                    (format!("HTTP {}", response.status().as_u16()), retry_after)
-                }
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let reason = response
-                        .json::<GoogleError>()
-                        .await
-                        .ok()
-                        .and_then(GoogleError::reason);
-                    return Err(GmailError::Rejected {
-                        call,
-                        status,
-                        reason,
-                    });
-                }
-                Err(error) => (transport_detail(&error), None),
+        retry(&self.retry, call, || {
+            self.get_once(call, url.clone(), token)
+        })
+        .await
+    }
+
+    /// One GET, its answer sorted for the retry loop.
+    async fn get_once<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        url: Url,
+        token: &AccessToken,
+    ) -> Attempt<T, GmailError> {
+        let again = |detail: String, retry_after| Attempt::Again {
+            error: GmailError::Unavailable { call, detail },
+            retry_after,
+        };
+        let response = match self.http.get(url).bearer_auth(token.secret()).send().await {
+            Ok(response) => response,
+            Err(error) => return again(transport_detail(&error), None),
+        };
+        let status = response.status();
+        if status.is_success() {
+            let body = match response.bytes().await {
+                Ok(body) => body,
+                Err(error) => return again(transport_detail(&error), None),
             };
-            match self.retry.delay_after(attempt, retry_after) {
-                Some(delay) => {
-                    tracing::warn!(call, attempt, %detail, delay_ms = delay.as_millis() as u64, "Gmail call failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(GmailError::Unavailable { call, detail }),
-            }
+            let mut deserializer = serde_json::Deserializer::from_slice(&body);
+            return Attempt::Done(serde_path_to_error::deserialize(&mut deserializer).map_err(
+                |e| GmailError::Malformed {
+                    call,
+                    path: e.path().to_string(),
+                },
+            ));
         }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Attempt::Done(Err(GmailError::Unauthorized));
+        }
+        if is_transient(status) {
+            let retry_after =
+                parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
+            return again(format!("HTTP {}", status.as_u16()), retry_after);
+        }
+        let reason = response
+            .json::<GoogleError>()
+            .await
+            .ok()
+            .and_then(GoogleError::reason);
+        Attempt::Done(Err(GmailError::Rejected {
+            call,
+            status: status.as_u16(),
+            reason,
+        }))
     }
 
     async fn summary(
@@ -313,13 +313,6 @@ impl GoogleError {
     fn reason(self) -> Option<String> {
         let body = self.error?;
         body.status.or(body.message)
-    }
-}
-
-fn unavailable(call: &'static str, error: &reqwest::Error) -> GmailError {
-    GmailError::Unavailable {
-        call,
-        detail: transport_detail(error),
     }
 }
 

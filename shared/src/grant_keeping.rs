@@ -188,8 +188,8 @@ impl<R: Record> Save<R> {
 
     /// A check without a write, for a run that Google refused the grant it read: if a run
     /// stopped before its own check left that grant on top of a newer one, the newer one is
-    /// put back and the next step says so (`Done(Healed)`); `Done(Stored)` means the grant
-    /// read really is the newest.
+    /// put back (`Done(Healed)`); `Done(Superseded)` means a newer grant is already on top;
+    /// `Done(Stored)` means the grant read really is the newest.
     pub fn check(read: Seen<R>) -> (Save<R>, Step<R>) {
         let mut save = Save {
             read,
@@ -439,8 +439,12 @@ impl<R: Record> Save<R> {
             return Step::Done(Settled::Recreated);
         };
         if top_value.grant() == source.grant() {
-            let ours =
-                self.mine.is_empty() || self.mine.iter().any(|mine| mine.grant() == source.grant());
+            // A check (no write) is "ours" when the grant read is still the newest.
+            let ours = if self.mine.is_empty() {
+                self.read.value.grant() == source.grant()
+            } else {
+                self.mine.iter().any(|mine| mine.grant() == source.grant())
+            };
             return Step::Done(match (self.heals > 0, ours) {
                 (true, _) => Settled::Healed,
                 (false, true) => Settled::Stored,

@@ -7,7 +7,7 @@
 //! follows no redirects (a redirect-following OAuth client is an SSRF hole) and times out.
 
 use crate::client_secrets::ClientSecrets;
-use crate::retry::RetryPolicy;
+use crate::retry::{Attempt, RetryPolicy, is_transient, retry};
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
@@ -58,8 +58,8 @@ pub enum OAuthError {
     #[error("Google refused the token request: {0}")]
     Rejected(String),
     /// Network failure, timeout, 429 or 5xx, after the retries allowed.
-    #[error("Google's token endpoint is unavailable: {0}")]
-    Unavailable(String),
+    #[error("Google's token endpoint is unavailable")]
+    Unavailable(#[source] TransportError),
     /// The answer was not a token response.
     #[error("Google's token endpoint sent an unreadable answer ({0})")]
     Malformed(String),
@@ -83,12 +83,24 @@ impl From<&ClientSecrets> for TokenClient {
     }
 }
 
-/// The refresh grant, as the token lifecycle needs it (a port: tests substitute it).
+/// The refresh grant, as keeping a mailbox needs it (a port: tests substitute it).
 pub trait Refresher: Send + Sync {
     fn refresh(
         &self,
         client: &TokenClient,
         refresh_token: &RefreshToken,
+    ) -> impl Future<Output = Result<Grant, OAuthError>> + Send;
+}
+
+/// The code exchange, as linking an account needs it (a port: tests substitute it).
+pub trait CodeExchanger: Send + Sync {
+    /// Redeems an authorization code with its PKCE verifier and the exact redirect URI.
+    fn exchange_code(
+        &self,
+        secrets: &ClientSecrets,
+        code: AuthorizationCode,
+        pkce_verifier: PkceCodeVerifier,
+        redirect_uri: &RedirectUrl,
     ) -> impl Future<Output = Result<Grant, OAuthError>> + Send;
 }
 
@@ -183,10 +195,12 @@ impl GoogleOAuth {
             pkce_verifier,
         }
     }
+}
 
+impl CodeExchanger for GoogleOAuth {
     /// Redeems an authorization code. Never retried: a code is single-use, and a retry after
     /// a lost answer would only earn `invalid_grant`.
-    pub async fn exchange_code(
+    async fn exchange_code(
         &self,
         secrets: &ClientSecrets,
         code: AuthorizationCode,
@@ -221,13 +235,15 @@ impl GoogleOAuth {
             .form(&[("token", token.secret().as_str())])
             .send()
             .await
-            .map_err(|e| OAuthError::Unavailable(TransportError::from(e).to_string()))?;
+            .map_err(|e| OAuthError::Unavailable(TransportError::from(e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(OAuthError::Unavailable(format!("HTTP {}", status.as_u16())));
+        if is_transient(status) {
+            return Err(OAuthError::Unavailable(TransportError::Status(
+                status.as_u16(),
+            )));
         }
         #[derive(serde::Deserialize)]
         struct RevokeError {
@@ -250,25 +266,20 @@ impl Refresher for GoogleOAuth {
     ) -> Result<Grant, OAuthError> {
         let configured = Self::client(client, None);
         let http = self.transport();
-        let mut attempt = 1;
-        loop {
+        retry(&self.retry, "token refresh", || async {
             let result = configured
                 .exchange_refresh_token(refresh_token)
                 .request_async(&http)
                 .await;
             match result.map(grant).map_err(classify) {
-                Err(OAuthError::Unavailable(reason)) => match self.retry.delay_after(attempt, None)
-                {
-                    Some(delay) => {
-                        tracing::warn!(attempt, %reason, "token endpoint unavailable, retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => return Err(OAuthError::Unavailable(reason)),
+                Err(error @ OAuthError::Unavailable(_)) => Attempt::Again {
+                    error,
+                    retry_after: None,
                 },
-                other => return other,
+                other => Attempt::Done(other),
             }
-        }
+        })
+        .await
     }
 }
 
@@ -291,7 +302,7 @@ fn classify(
             BasicErrorResponseType::InvalidGrant => OAuthError::InvalidGrant,
             other => OAuthError::Rejected(other.to_string()),
         },
-        RequestTokenError::Request(transport) => OAuthError::Unavailable(transport.to_string()),
+        RequestTokenError::Request(transport) => OAuthError::Unavailable(transport),
         // Only the JSON path: serde's message can quote the offending value, maybe a token.
         RequestTokenError::Parse(error, _body) => {
             OAuthError::Malformed(format!("at {}", error.path()))
@@ -335,7 +346,7 @@ async fn send(
     let request = reqwest::Request::try_from(request).map_err(TransportError::from)?;
     let response = http.execute(request).await?;
     let status = response.status();
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    if is_transient(status) {
         return Err(TransportError::Status(status.as_u16()));
     }
     let mut builder = oauth2::http::Response::builder().status(status);

@@ -1,4 +1,5 @@
-//! Bounded exponential backoff for calls to Google.
+//! Bounded exponential backoff for calls to Google: the one retry loop and the one
+//! "is this worth retrying" rule, shared by the OAuth and Gmail clients.
 //!
 //! Retrying is only for answers that say "try again" (429, 5xx, timeouts). The policy is
 //! bounded twice: by a number of attempts and by the longest single wait, so a run always
@@ -45,6 +46,59 @@ impl RetryPolicy {
     }
 }
 
+/// One attempt's result, as the retry loop needs it.
+pub enum Attempt<T, E> {
+    /// Success, or a failure that retrying will not change.
+    Done(Result<T, E>),
+    /// A failure worth another attempt (429, 5xx, a timeout), maybe with the server's
+    /// `Retry-After`.
+    Again {
+        error: E,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Runs `attempt` until it is done or `policy` says stop; the last error is returned. Each
+/// retry is logged with what is being done (`what`) and why.
+pub async fn retry<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    what: &'static str,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T, E>>,
+{
+    let mut number = 1;
+    loop {
+        match attempt().await {
+            Attempt::Done(result) => return result,
+            Attempt::Again { error, retry_after } => {
+                match policy.delay_after(number, retry_after) {
+                    Some(delay) => {
+                        tracing::warn!(
+                            call = what,
+                            attempt = number,
+                            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            %error,
+                            "call failed, retrying"
+                        );
+                        tokio::time::sleep(delay).await;
+                        number += 1;
+                    }
+                    None => return Err(error),
+                }
+            }
+        }
+    }
+}
+
+/// Whether an HTTP status says "try again later": 429 and every 5xx.
+pub fn is_transient(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
 /// Parses a `Retry-After` header given in seconds (Google sends seconds, not dates).
 pub fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
     value?
@@ -87,6 +141,50 @@ mod tests {
             policy.delay_after(1, Some(Duration::ZERO)),
             Some(policy.base_delay)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_what_says_again_and_returns_the_last_error() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        };
+        let mut calls = 0;
+        let result: Result<(), String> = retry(&policy, "test", || {
+            calls += 1;
+            let call = calls;
+            async move {
+                Attempt::Again {
+                    error: format!("failure {call}"),
+                    retry_after: None,
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Err("failure 3".into()));
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let result: Result<u8, String> = retry(&policy, "test", || {
+            calls += 1;
+            let call = calls;
+            async move {
+                if call == 2 {
+                    Attempt::Done(Ok(7))
+                } else {
+                    Attempt::Again {
+                        error: "busy".into(),
+                        retry_after: None,
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(7));
+        assert!(is_transient(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+        assert!(is_transient(reqwest::StatusCode::TOO_MANY_REQUESTS));
+        assert!(!is_transient(reqwest::StatusCode::FORBIDDEN));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (Python's reader rejects `+00:00`), a missing expiry means "expired", unknown keys
 //! survive a rewrite, and secrets are redacted in `Debug`.
 
+use crate::grant_keeping::Lineage;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use oauth2::{AccessToken, ClientSecret, RefreshToken};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -41,6 +42,16 @@ pub struct StoredToken {
         skip_serializing_if = "Option::is_none"
     )]
     pub expiry: Option<DateTime<Utc>>,
+    /// Where the grant comes from, for the grant-keeping protocol (`grant_keeping`): who
+    /// wrote this value and from which version. google-auth ignores the key (and drops it
+    /// when pythonic_gmail rewrites the token, which then counts as written by a person).
+    #[serde(
+        default,
+        rename = "gmail_oauth",
+        with = "lineage_format",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lineage: Option<Lineage>,
     /// Every other key (`universe_domain`, `rapt_token`, future ones), kept as read.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -117,6 +128,48 @@ fn scopes_list_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>,
         Some(Scopes::List(list)) => list,
         Some(Scopes::Spaced(s)) => s.split_whitespace().map(str::to_owned).collect(),
     })
+}
+
+/// The `gmail_oauth` key: `{"written_by": "consent"}`, or
+/// `{"written_by": "refresh" | "heal", "origin": 12, "since": 40}`. A key that cannot be
+/// read counts as absent (the value was written by someone else).
+mod lineage_format {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(tag = "written_by", rename_all = "snake_case")]
+    enum Written {
+        Consent,
+        Refresh { origin: i64, since: i64 },
+        Heal { origin: i64, since: i64 },
+    }
+
+    pub fn serialize<S: Serializer>(lineage: &Option<Lineage>, s: S) -> Result<S::Ok, S::Error> {
+        let written = match lineage {
+            Some(Lineage::Consent) => Some(Written::Consent),
+            Some(Lineage::Refresh { origin, since }) => Some(Written::Refresh {
+                origin: *origin,
+                since: *since,
+            }),
+            Some(Lineage::Heal { origin, since }) => Some(Written::Heal {
+                origin: *origin,
+                since: *since,
+            }),
+            Some(Lineage::Foreign) | None => None,
+        };
+        written.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Lineage>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        Ok(value
+            .and_then(|v| serde_json::from_value::<Written>(v).ok())
+            .map(|written| match written {
+                Written::Consent => Lineage::Consent,
+                Written::Refresh { origin, since } => Lineage::Refresh { origin, since },
+                Written::Heal { origin, since } => Lineage::Heal { origin, since },
+            }))
+    }
 }
 
 /// `expiry` as google-auth reads and writes it.

@@ -662,8 +662,7 @@ fn explore(config: Config) -> Tally {
     seen.insert(fingerprint(&start));
     // Depth-first; each stack entry remembers which successor of its parent it is, so a
     // violation's path can be replayed with its steps described.
-    let mut stack: Vec<Frame> =
-        vec![(start.clone(), successors(&start, config), 0)];
+    let mut stack: Vec<Frame> = vec![(start.clone(), successors(&start, config), 0)];
     tally.states = 1;
     while let Some((_, successors_left, _)) = stack.last_mut() {
         let Some((_, state)) = successors_left.pop() else {

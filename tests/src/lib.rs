@@ -12,10 +12,15 @@ pub mod ssm_proxy;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
-use gmail_oauth::store::SsmStore;
+use gmail_oauth::config::CommonConfig;
+use gmail_oauth::run::RunSummary;
+use gmail_oauth::store::{ParameterRepository, SsmParameters};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// The repository the functions use, over SSM (moto in the tests).
+pub type Repo = ParameterRepository<SsmParameters>;
 
 /// One test's world: a fresh fake Google, its own parameter names in the shared moto, and
 /// client secrets stored there.
@@ -54,6 +59,9 @@ impl World {
             ("TOKEN_PARAM", self.token_param.as_str()),
             ("GMAIL_API_ENDPOINT", self.google.base_url.as_str()),
             ("ALLOWED_ACCOUNTS", "me@example.com"),
+            // Unpaced: moto has no quota (the benchmark sets the real ones).
+            ("SSM_READ_TPS", "10000"),
+            ("SSM_WRITE_TPS", "10000"),
         ] {
             env.push((k.into(), v.into()));
         }
@@ -64,16 +72,21 @@ impl World {
         env
     }
 
-    /// A store on moto, as the functions build it (with an optional KMS key).
-    pub async fn store(&self, kms_key_id: Option<&str>) -> SsmStore {
-        SsmStore::new(moto::moto().ssm().await, kms_key_id.map(str::to_owned))
+    /// The repository the functions build for `config`, on `client` (moto, or a proxy in
+    /// front of it), unpaced unless the configuration says otherwise.
+    pub fn repository(config: &CommonConfig, client: aws_sdk_ssm::Client) -> Repo {
+        ParameterRepository::new(
+            SsmParameters::new(client, config.kms_key_id.clone(), config.ssm),
+            config.client_secrets_param.clone(),
+            config.layout(),
+        )
     }
 
     /// The callback function's app, configured from `env(extra)`.
-    pub async fn callback_app(&self, extra: &[(&str, &str)]) -> oauth_callback::App<SsmStore> {
+    pub async fn callback_app(&self, extra: &[(&str, &str)]) -> oauth_callback::App<Repo> {
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = oauth_callback::Config::from_lookup(&lookup).expect("callback config");
-        let store = self.store(config.common.kms_key_id.as_deref()).await;
+        let store = Self::repository(&config.common, moto::moto().ssm().await);
         oauth_callback::App::new(
             config,
             store,
@@ -83,25 +96,23 @@ impl World {
 
     /// The callback function's app with its store talking to SSM through `proxy` (the SDK's
     /// own timeouts, so the proxy's holds last as long as the test wants).
-    pub async fn callback_app_via(
-        &self,
-        proxy: &ssm_proxy::SsmProxy,
-    ) -> oauth_callback::App<SsmStore> {
+    pub async fn callback_app_via(&self, proxy: &ssm_proxy::SsmProxy) -> oauth_callback::App<Repo> {
         let lookup = gmail_oauth::config::fixed_env(&self.env(&[]));
         let config = oauth_callback::Config::from_lookup(&lookup).expect("callback config");
         let client = aws_sdk_ssm::Client::new(&moto::sdk_config(&proxy.endpoint).load().await);
+        let store = Self::repository(&config.common, client);
         oauth_callback::App::new(
             config,
-            SsmStore::new(client, None),
+            store,
             gmail_oauth::oauth::http_client().expect("HTTP client"),
         )
     }
 
     /// The refresh function, configured from `env(extra)`.
-    pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<SsmStore> {
+    pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<Repo> {
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
-        let store = self.store(config.common.kms_key_id.as_deref()).await;
+        let store = Self::repository(&config.common, moto::moto().ssm().await);
         gmail_refresh::Refresh::new(
             config,
             store,
@@ -109,15 +120,17 @@ impl World {
         )
     }
 
-    /// The refresh function talking to SSM through `proxy`, with every timeout and backoff
-    /// scaled down (HTTP requests 150 ms, Gmail retries from 2 ms, SDK retries from 5 ms), so
-    /// fault schedules run by the thousand. The bounds are the same code, only smaller.
+    /// The refresh function talking to SSM through `proxy`, configured from `env(extra)`,
+    /// with every timeout and backoff scaled down (HTTP requests 150 ms, Gmail retries from
+    /// 2 ms, SDK retries from 5 ms), so fault schedules run by the thousand. The bounds are
+    /// the same code, only smaller.
     pub async fn refresh_app_via(
         &self,
         proxy: &ssm_proxy::SsmProxy,
-    ) -> gmail_refresh::Refresh<SsmStore> {
+        extra: &[(&str, &str)],
+    ) -> gmail_refresh::Refresh<Repo> {
         use std::time::Duration;
-        let lookup = gmail_oauth::config::fixed_env(&self.env(&[]));
+        let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
         let http = gmail_oauth::oauth::http_client_with(
             Duration::from_millis(200),
@@ -135,7 +148,7 @@ impl World {
             fast,
         );
         gmail_refresh::Refresh {
-            store: SsmStore::new(proxy.fast_client().await, None),
+            store: Self::repository(&config.common, proxy.fast_client().await),
             google: gmail_oauth::oauth::GoogleOAuth::with_retry(
                 http,
                 gmail_oauth::retry::RetryPolicy {
@@ -148,16 +161,17 @@ impl World {
         }
     }
 
-    /// One scheduled run of the refresh function configured with `extra`: the summary, or
-    /// the Lambda diagnostic (`errorType`, `errorMessage`) it would report.
+    /// One scheduled run of the refresh function (one token) configured with `extra`: the
+    /// summary, or the Lambda diagnostic (`errorType`, `errorMessage`) it would report.
     pub async fn run_refresh(
         &self,
         extra: &[(&str, &str)],
-    ) -> Result<gmail_oauth::lifecycle::RunSummary, lambda_runtime::Diagnostic> {
+    ) -> Result<RunSummary, lambda_runtime::Diagnostic> {
         self.refresh_app(extra)
             .await
             .run(Utc::now())
             .await
+            .map(gmail_refresh::Output::summary)
             .map_err(lambda_runtime::Diagnostic::from)
     }
 
@@ -171,10 +185,7 @@ impl World {
 
     /// A whole consent through the callback `app`: `/authorize`, Google's consent page, and
     /// `/callback` with the cookie the browser kept. Returns the callback's response.
-    pub async fn link_through(
-        &self,
-        app: &oauth_callback::App<SsmStore>,
-    ) -> ApiGatewayV2httpResponse {
+    pub async fn link_through(&self, app: &oauth_callback::App<Repo>) -> ApiGatewayV2httpResponse {
         let authorize = app
             .handle(events::HttpEvent::get("/authorize").event(), Utc::now())
             .await;

@@ -1,6 +1,7 @@
 //! A small HTTP proxy in front of moto that can answer SSM requests with the failures AWS
-//! produces — `ThrottlingException`, a 5xx, a delay — or hold one request until the test
-//! lets it go, then passes everything else through unchanged.
+//! produces — `ThrottlingException`, a 5xx, a delay, a request that takes effect but whose
+//! answer is lost — or hold one request until the test lets it go, then passes everything
+//! else through unchanged.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,6 +22,9 @@ pub enum SsmFault {
     Status(u16),
     /// Wait, then pass through.
     Delay(Duration),
+    /// Pass the request through (it takes effect), then lose the answer: a 500 as when the
+    /// connection breaks after SSM committed. The SDK retries it.
+    CommitThenLose,
 }
 
 /// A request held until [`Hold::release`]; [`Hold::reached`] resolves once it arrived.
@@ -192,6 +196,7 @@ async fn forward(
     if let Some(hold) = hold {
         hold.arrive_and_wait().await;
     }
+    let lose_answer = matches!(fault, Some(SsmFault::CommitThenLose));
     match fault {
         Some(SsmFault::Throttle) => {
             return aws_error(StatusCode::BAD_REQUEST, "ThrottlingException");
@@ -203,7 +208,7 @@ async fn forward(
             );
         }
         Some(SsmFault::Delay(delay)) => tokio::time::sleep(delay).await,
-        None => {}
+        Some(SsmFault::CommitThenLose) | None => {}
     }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut request = shared
@@ -216,6 +221,7 @@ async fn forward(
         }
     }
     match request.send().await {
+        Ok(_) if lose_answer => aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         Ok(upstream) => {
             let status = upstream.status();
             let headers = upstream.headers().clone();

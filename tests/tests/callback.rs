@@ -5,7 +5,7 @@ use chrono::{TimeDelta, Utc};
 use gmail_oauth::deadline::Deadline;
 use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
 use gmail_oauth::oauth2::{ClientSecret, CsrfToken, PkceCodeVerifier};
-use gmail_oauth::store::SsmStore;
+use integration_tests::Repo;
 use integration_tests::events::HttpEvent;
 use integration_tests::fake_google::{CLIENT_SECRET, Fault, GMAIL_READONLY};
 use integration_tests::ssm_proxy::SsmProxy;
@@ -43,7 +43,7 @@ fn flow_cookie(response: &ApiGatewayV2httpResponse) -> String {
     set.split(';').next().unwrap_or_default().to_owned()
 }
 
-async fn send(app: &App<SsmStore>, event: HttpEvent) -> ApiGatewayV2httpResponse {
+async fn send(app: &App<Repo>, event: HttpEvent) -> ApiGatewayV2httpResponse {
     capture_logs();
     let response = app.handle(event.event(), Utc::now()).await;
     // Every page, whatever the outcome, carries the protective headers.
@@ -54,7 +54,7 @@ async fn send(app: &App<SsmStore>, event: HttpEvent) -> ApiGatewayV2httpResponse
 }
 
 /// `/authorize`, then Google's consent page: (callback URL Google sends the browser to, cookie).
-async fn consent(world: &World, app: &App<SsmStore>) -> (String, String) {
+async fn consent(world: &World, app: &App<Repo>) -> (String, String) {
     let authorize = send(app, HttpEvent::get("/authorize")).await;
     assert_eq!(authorize.status_code, 302, "{}", body(&authorize));
     let location = header(&authorize, "location");
@@ -64,11 +64,7 @@ async fn consent(world: &World, app: &App<SsmStore>) -> (String, String) {
     )
 }
 
-async fn callback(
-    app: &App<SsmStore>,
-    callback_url: &str,
-    cookie: &str,
-) -> ApiGatewayV2httpResponse {
+async fn callback(app: &App<Repo>, callback_url: &str, cookie: &str) -> ApiGatewayV2httpResponse {
     send(app, HttpEvent::get_url(callback_url).cookie(cookie)).await
 }
 

@@ -17,7 +17,7 @@ async fn a_valid_token_is_used_without_refresh_or_write() {
     let before = moto::read(&world.ssm, &world.token_param).await.unwrap();
     let refresh = world.refresh_app(&[]).await;
 
-    let summary = refresh.run(Utc::now()).await.expect("run");
+    let summary = refresh.run(Utc::now()).await.expect("run").summary();
     assert!(!summary.token_refreshed);
     assert_eq!(summary.account, "me@example.com");
     assert_eq!(summary.query, "in:inbox is:unread");
@@ -44,7 +44,7 @@ async fn an_expiring_token_is_refreshed_and_written_back_keeping_the_refresh_tok
     let before = moto::read(&world.ssm, &world.token_param).await.unwrap();
     let refresh = world.refresh_app(&[]).await;
 
-    let summary = refresh.run(Utc::now()).await.expect("run");
+    let summary = refresh.run(Utc::now()).await.expect("run").summary();
     assert!(summary.token_refreshed);
     assert_eq!(world.google.refresh_grants(), 1);
     let after = moto::read(&world.ssm, &world.token_param).await.unwrap();

@@ -9,14 +9,14 @@ pub mod request;
 pub mod routes;
 
 use chrono::{DateTime, Utc};
+use gmail_oauth::allow::AllowedAccounts;
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
 use gmail_oauth::deadline::Deadline;
 use gmail_oauth::gmail::GmailClient;
-use gmail_oauth::lifecycle::AllowedAccounts;
 use gmail_oauth::oauth::GoogleOAuth;
 use gmail_oauth::oauth2::RedirectUrl;
 use gmail_oauth::retry::RetryPolicy;
-use gmail_oauth::store::TokenStore;
+use gmail_oauth::store::TokenRepository;
 use http::{Method, Response};
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -74,7 +74,7 @@ pub struct App<S> {
     pub gmail: GmailClient,
 }
 
-impl<S: TokenStore> App<S> {
+impl<S: TokenRepository> App<S> {
     pub fn new(config: Config, store: S, http: reqwest::Client) -> Self {
         let gmail = GmailClient::new(
             http.clone(),

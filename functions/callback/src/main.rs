@@ -17,7 +17,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if config.allowed_accounts.is_empty() {
         tracing::warn!("ALLOWED_ACCOUNTS is empty: no account can be linked until it is set");
     }
-    let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
+    let parameters = gmail_oauth::store::SsmParameters::from_env(
+        config.common.kms_key_id.clone(),
+        config.common.ssm,
+    )
+    .await;
+    let store = gmail_oauth::store::ParameterRepository::new(
+        parameters,
+        config.common.client_secrets_param.clone(),
+        config.common.layout(),
+    );
     let app = App::new(config, store, gmail_oauth::oauth::http_client()?);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {

@@ -10,17 +10,17 @@ use gmail_oauth::client_secrets::ClientSecrets;
 use gmail_oauth::deadline::{Deadline, within};
 use gmail_oauth::error::Chain;
 use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
-use gmail_oauth::lifecycle::{self, LinkError, VerifiedCallback};
+use gmail_oauth::link::{self, Consent, LinkError};
 use gmail_oauth::oauth::ConsentParams;
 use gmail_oauth::oauth2::{AuthorizationCode, RedirectUrl};
-use gmail_oauth::store::{Parameter, TokenStore};
-use gmail_oauth::token::StoredToken;
+use gmail_oauth::run::parse_client_secrets;
+use gmail_oauth::store::TokenRepository;
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// The longest `login_hint` passed on (an e-mail address is at most 254 characters).
 const MAX_LOGIN_HINT: usize = 254;
 
-pub async fn authorize<S: TokenStore>(
+pub async fn authorize<S: TokenRepository>(
     app: &App<S>,
     request: &CallbackRequest,
     now: DateTime<Utc>,
@@ -29,8 +29,8 @@ pub async fn authorize<S: TokenStore>(
     if login_hint.is_some_and(|h| h.len() > MAX_LOGIN_HINT) {
         return bad_request("The login_hint parameter is too long.");
     }
-    let secrets = match load(app, false).await {
-        Ok((secrets, _)) => secrets,
+    let secrets = match load_client_secrets(app).await {
+        Ok(secrets) => secrets,
         Err(response) => return response,
     };
     let Some(redirect_uri) = app.redirect_uri(request) else {
@@ -68,7 +68,7 @@ pub async fn authorize<S: TokenStore>(
 }
 
 /// `/callback`, answered before `deadline`. (The caller clears the flow cookie.)
-pub async fn callback<S: TokenStore>(
+pub async fn callback<S: TokenRepository>(
     app: &App<S>,
     request: &CallbackRequest,
     now: DateTime<Utc>,
@@ -89,7 +89,7 @@ pub fn clear_flow_cookie(response: &mut Response<String>) {
     set_cookie(response, flow_cookie_header(String::new(), 0));
 }
 
-async fn complete_consent<S: TokenStore>(
+async fn complete_consent<S: TokenRepository>(
     app: &App<S>,
     request: &CallbackRequest,
     now: DateTime<Utc>,
@@ -125,8 +125,8 @@ async fn complete_consent<S: TokenStore>(
         );
     };
 
-    let (secrets, existing) = match load(app, true).await {
-        Ok(loaded) => loaded,
+    let secrets = match load_client_secrets(app).await {
+        Ok(secrets) => secrets,
         Err(response) => return response,
     };
 
@@ -154,23 +154,18 @@ async fn complete_consent<S: TokenStore>(
         );
     };
 
-    let existing = existing.and_then(|p| StoredToken::from_json(&p.value).ok());
-    let verified = VerifiedCallback {
+    let consent = Consent {
         secrets: &secrets,
         code: AuthorizationCode::new(code.to_owned()),
         pkce_verifier: flow.pkce_verifier,
         redirect_uri: &redirect_uri,
         required_scopes: &app.config.scopes,
         allowed: &app.config.allowed_accounts,
-        token_param: &app.config.common.token_param,
-        existing,
     };
-    match lifecycle::link_account(&app.store, &app.google, &app.gmail, verified, now, deadline)
-        .await
-    {
-        Ok(account) => {
-            tracing::info!(%account, "account linked");
-            pages::linked(&account)
+    match link::link_account(&app.store, &app.google, &app.gmail, consent, now, deadline).await {
+        Ok(linked) => {
+            tracing::info!(account = %linked.account, stored_in = %linked.stored_in, "account linked");
+            pages::linked(linked.account.as_str())
         }
         Err(error) => link_failed(&error),
     }
@@ -198,7 +193,7 @@ fn link_failed(error: &LinkError) -> Response<String> {
             "Google did not grant offline access",
             "Remove this app at https://myaccount.google.com/permissions, then open /authorize again.".to_owned(),
         ),
-        LinkError::Upstream(_) | LinkError::TimedOut => (
+        LinkError::Upstream { .. } | LinkError::TimedOut => (
             StatusCode::BAD_GATEWAY,
             "Google or AWS did not answer",
             "Nothing was changed. Wait a minute, then open /authorize again.".to_owned(),
@@ -217,22 +212,14 @@ fn link_failed(error: &LinkError) -> Response<String> {
     page(status, title, &[&capitalized(&error.to_string()), &next])
 }
 
-/// Reads the client secrets (and the stored token, for `/callback`) in one store call.
-async fn load<S: TokenStore>(
+/// Reads the client secrets, or the page to answer when they cannot be used.
+async fn load_client_secrets<S: TokenRepository>(
     app: &App<S>,
-    with_token: bool,
-) -> Result<(ClientSecrets, Option<Parameter>), Response<String>> {
-    let secrets_param = app.config.common.client_secrets_param.as_str();
-    let token_param = app.config.common.token_param.as_str();
-    let names: &[&str] = if with_token {
-        &[secrets_param, token_param]
-    } else {
-        &[secrets_param]
-    };
-    let mut found = match app.store.get_many(names).await {
-        Ok(found) => found.into_iter(),
+) -> Result<ClientSecrets, Response<String>> {
+    let raw = match app.store.client_secrets().await {
+        Ok(raw) => raw,
         Err(error) => {
-            tracing::error!(error = %Chain(&error), "reading parameters failed");
+            tracing::error!(error = %Chain(&error), "reading the client secrets failed");
             return Err(page(
                 StatusCode::BAD_GATEWAY,
                 "AWS did not answer",
@@ -242,13 +229,10 @@ async fn load<S: TokenStore>(
             ));
         }
     };
-    let secrets = lifecycle::parse_client_secrets(secrets_param, found.next().flatten()).map_err(
-        |error| match error {
-            Error::InvalidConfiguration(problem) => misconfigured(&problem),
-            other => misconfigured(&other.to_string()),
-        },
-    )?;
-    Ok((secrets, found.next().flatten()))
+    parse_client_secrets(&app.store.client_secrets_location(), raw).map_err(|error| match &error {
+        Error::InvalidConfiguration { .. } => misconfigured(&Chain(&error).to_string()),
+        other => misconfigured(&other.to_string()),
+    })
 }
 
 fn misconfigured(problem: &str) -> Response<String> {

@@ -1,16 +1,22 @@
-//! The scheduled function: keep the token fresh and read the mailbox (see `docs/interface.md`).
+//! The scheduled function: keep the tokens fresh and read the mailboxes (see
+//! `docs/interface.md`).
 //!
-//! `main` builds a [`Refresh`] once; [`Refresh::run`] handles one invocation and returns
-//! the JSON summary, or an error whose Lambda `errorType` names what an operator must do.
+//! `main` builds a [`Refresh`] once; [`Refresh::run_until`] handles one invocation and
+//! returns the JSON output, or an error whose Lambda `errorType` names what an operator
+//! must do.
 
 use chrono::{DateTime, Utc};
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
+use gmail_oauth::deadline::Deadline;
+use gmail_oauth::error::Chain;
 use gmail_oauth::gmail::GmailClient;
-use gmail_oauth::lifecycle::{self, Deadline, RunSettings, RunSummary};
+use gmail_oauth::keep::MailboxSettings;
 use gmail_oauth::oauth::GoogleOAuth;
 use gmail_oauth::retry::RetryPolicy;
-use gmail_oauth::store::TokenStore;
+use gmail_oauth::run::{self, Report, RunSettings, RunSummary};
+use gmail_oauth::store::{Layout, TokenRepository};
 use lambda_runtime::Diagnostic;
+use serde::Serialize;
 
 pub const DEFAULT_QUERY: &str = "in:inbox is:unread";
 pub const DEFAULT_MAX_MESSAGES: usize = 25;
@@ -37,18 +43,21 @@ impl Config {
                 })?,
         };
         let run = RunSettings {
-            client_secrets_param: common.client_secrets_param.clone(),
-            token_param: common.token_param.clone(),
-            query: config::var(lookup, "GMAIL_QUERY").unwrap_or_else(|| DEFAULT_QUERY.into()),
-            max_messages,
-            authorize_url: config::var(lookup, "AUTHORIZE_URL"),
+            mailbox: MailboxSettings {
+                query: config::var(lookup, "GMAIL_QUERY").unwrap_or_else(|| DEFAULT_QUERY.into()),
+                max_messages,
+                authorize_url: config::var(lookup, "AUTHORIZE_URL"),
+            },
+            concurrency: config::concurrency(lookup)?,
+            write_interval: std::time::Duration::from_secs_f64(1.0 / common.ssm.write_tps),
         };
         Ok(Config { common, run })
     }
 }
 
-/// Time kept at the end of an invocation for storing a refreshed token (SSM write, re-check).
-pub const SAVE_RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time kept at the end of an invocation for a mailbox's save: its write and check (two
+/// SSM calls, each bounded by the SDK's 4 s operation timeout) and one repair.
+pub const SAVE_RESERVE: std::time::Duration = std::time::Duration::from_secs(16);
 /// Time kept between the end of the work and the invocation's deadline, for the result (or
 /// the typed error) to reach Lambda before it stops the function.
 pub const RESPONSE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -59,7 +68,35 @@ pub fn deadline_from_context(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
     Deadline::from_lambda(deadline_ms, now, RESPONSE_MARGIN, SAVE_RESERVE)
 }
 
-/// A failed run, as Lambda reports it: `errorType` is one of the names in `docs/interface.md`.
+/// What one invocation returns: one mailbox's summary (`TOKEN_PARAM`), or the report of
+/// every mailbox (`MAILBOXES_PATH`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Output {
+    One(RunSummary),
+    Many(Report),
+}
+
+impl Output {
+    /// The one mailbox's summary (panics on a report: for tests of the one-token layout).
+    pub fn summary(self) -> RunSummary {
+        match self {
+            Output::One(summary) => summary,
+            Output::Many(report) => panic!("expected one mailbox's summary, got {report:?}"),
+        }
+    }
+
+    /// The report of every mailbox (panics on a summary).
+    pub fn report(self) -> Report {
+        match self {
+            Output::Many(report) => report,
+            Output::One(summary) => panic!("expected a report, got {summary:?}"),
+        }
+    }
+}
+
+/// A failed run, as Lambda reports it: `errorType` is one of the names in
+/// `docs/interface.md`, the message says what was being done and why it failed.
 #[derive(Debug)]
 pub struct RunError(pub gmail_oauth::Error);
 
@@ -67,7 +104,7 @@ impl From<RunError> for Diagnostic {
     fn from(error: RunError) -> Self {
         Diagnostic {
             error_type: error.0.error_type().into(),
-            error_message: error.0.to_string(),
+            error_message: Chain(&error.0).to_string(),
         }
     }
 }
@@ -80,7 +117,7 @@ pub struct Refresh<S> {
     pub gmail: GmailClient,
 }
 
-impl<S: TokenStore> Refresh<S> {
+impl<S: TokenRepository> Refresh<S> {
     pub fn new(config: Config, store: S, http: reqwest::Client) -> Self {
         let gmail = GmailClient::new(
             http.clone(),
@@ -95,28 +132,43 @@ impl<S: TokenStore> Refresh<S> {
         }
     }
 
-    /// One scheduled run. The event's content is not used: any JSON starts a run.
-    pub async fn run(&self, now: DateTime<Utc>) -> Result<RunSummary, RunError> {
+    /// One scheduled run without a deadline of its own (tests and tools).
+    pub async fn run(&self, now: DateTime<Utc>) -> Result<Output, RunError> {
         self.run_until(now, None).await
     }
 
-    /// One run that ends before `deadline` (the invocation's, from the Lambda context).
+    /// One run that ends before `deadline` (the invocation's, from the Lambda context). The
+    /// event's content is not used: any JSON starts a run.
     pub async fn run_until(
         &self,
         now: DateTime<Utc>,
         deadline: Option<Deadline>,
-    ) -> Result<RunSummary, RunError> {
-        let result = lifecycle::refresh_and_read_mail_by(
-            &self.store,
-            &self.google,
-            &self.gmail,
-            &self.config.run,
-            now,
-            deadline,
-        )
-        .await;
+    ) -> Result<Output, RunError> {
+        let settings = &self.config.run;
+        let result = match self.config.common.layout() {
+            Layout::Single { .. } => run::run_one(
+                &self.store,
+                &self.google,
+                &self.gmail,
+                settings,
+                now,
+                deadline,
+            )
+            .await
+            .map(Output::One),
+            Layout::Many { .. } => run::run_many(
+                &self.store,
+                &self.google,
+                &self.gmail,
+                settings,
+                now,
+                deadline,
+            )
+            .await
+            .map(Output::Many),
+        };
         match result {
-            Ok(summary) => {
+            Ok(Output::One(summary)) => {
                 tracing::info!(
                     account = %summary.account,
                     token_refreshed = summary.token_refreshed,
@@ -124,10 +176,23 @@ impl<S: TokenStore> Refresh<S> {
                     message_count = summary.message_count,
                     "run complete"
                 );
-                Ok(summary)
+                Ok(Output::One(summary))
+            }
+            Ok(Output::Many(report)) => {
+                let t = &report.totals;
+                tracing::info!(
+                    mailboxes = t.mailboxes,
+                    ok = t.ok,
+                    reauthorization_required = t.reauthorization_required,
+                    upstream = t.upstream,
+                    invalid = t.invalid,
+                    not_reached = t.not_reached,
+                    "run complete"
+                );
+                Ok(Output::Many(report))
             }
             Err(error) => {
-                tracing::error!(error_type = error.error_type(), %error, "run failed");
+                tracing::error!(error_type = error.error_type(), error = %Chain(&error), "run failed");
                 Err(RunError(error))
             }
         }
@@ -145,9 +210,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_spec() {
         let config = Config::from_lookup(&lookup(&[])).unwrap();
-        assert_eq!(config.run.query, "in:inbox is:unread");
-        assert_eq!(config.run.max_messages, 25);
-        assert_eq!(config.run.authorize_url, None);
+        assert_eq!(config.run.mailbox.query, "in:inbox is:unread");
+        assert_eq!(config.run.mailbox.max_messages, 25);
+        assert_eq!(config.run.mailbox.authorize_url, None);
+        assert_eq!(config.run.concurrency, 8);
+        assert_eq!(
+            config.run.write_interval,
+            std::time::Duration::from_millis(500)
+        );
     }
 
     #[test]
@@ -160,6 +230,7 @@ mod tests {
             Config::from_lookup(&lookup(&[("MAX_MESSAGES", "500")]))
                 .unwrap()
                 .run
+                .mailbox
                 .max_messages,
             500
         );
@@ -167,9 +238,17 @@ mod tests {
 
     #[test]
     fn errors_become_typed_lambda_diagnostics() {
-        let diagnostic =
-            Diagnostic::from(RunError(gmail_oauth::Error::Upstream("SSM down".into())));
+        #[derive(Debug, thiserror::Error)]
+        #[error("GetParameters failed: ThrottlingException")]
+        struct Cause;
+        let diagnostic = Diagnostic::from(RunError(gmail_oauth::Error::upstream(
+            "reading /gmail-oauth/token",
+            Cause,
+        )));
         assert_eq!(diagnostic.error_type, "Upstream");
-        assert_eq!(diagnostic.error_message, "SSM down");
+        assert_eq!(
+            diagnostic.error_message,
+            "reading /gmail-oauth/token: GetParameters failed: ThrottlingException"
+        );
     }
 }

@@ -12,7 +12,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
         tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
     })?;
-    let store = gmail_oauth::store::SsmStore::from_env(config.common.kms_key_id.clone()).await;
+    let parameters = gmail_oauth::store::SsmParameters::from_env(
+        config.common.kms_key_id.clone(),
+        config.common.ssm,
+    )
+    .await;
+    let store = gmail_oauth::store::ParameterRepository::new(
+        parameters,
+        config.common.client_secrets_param.clone(),
+        config.common.layout(),
+    );
     let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client()?);
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.

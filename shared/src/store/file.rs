@@ -1,37 +1,62 @@
-//! Secrets as local files: the CLI's default store.
+//! A token in a local file: the CLI's default store.
 //!
-//! The parameter name is the file's path. A write goes to a temporary file in the same
-//! directory (mode 0600), is flushed to disk, then renamed over the old file, so a reader
-//! sees the old token or the new one, never half of one, and a crash mid-write loses
-//! nothing. The directory is created with mode 0700. The format is the same google-auth
-//! JSON as in SSM, so `pythonic_gmail`'s `LocalPathClientBuilder` reads these files.
+//! A write goes to a temporary file in the same directory (mode 0600), is flushed to disk,
+//! then renamed over the old file, so a reader sees the old token or the new one, never half
+//! of one, and a crash mid-write loses nothing. The directory is created with mode 0700. The
+//! format is the same google-auth JSON as in SSM, so `pythonic_gmail`'s
+//! `LocalPathClientBuilder` reads these files.
+//!
+//! A file has one writer at a time, the person at the keyboard: a save compares the file
+//! with what was read and leaves it alone if someone (a `login` in another terminal,
+//! pythonic_gmail) replaced it meanwhile. The window between that comparison and the rename
+//! is a few microseconds on one machine; the protocol for shared stores is SSM's.
+//!
+//! Unix only (file modes).
 
-use super::{Parameter, StoreError, TokenStore};
+use super::{Entry, Seen, Settled, Snapshot, StoreError, Stored, TokenRepository, entry};
+use crate::mailbox::Address;
+use crate::token::StoredToken;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Files on the local disk, by path.
-#[derive(Debug, Clone, Default)]
-pub struct FileStore;
+/// One mailbox's token in a file, and the client secrets in another (or given).
+#[derive(Debug, Clone)]
+pub struct FileRepository {
+    token: PathBuf,
+    client_secrets: Option<PathBuf>,
+}
 
-impl FileStore {
+impl FileRepository {
+    /// The token at `token`; the client secrets read from `client_secrets` if given.
+    pub fn new(token: impl Into<PathBuf>, client_secrets: Option<PathBuf>) -> Self {
+        FileRepository {
+            token: token.into(),
+            client_secrets,
+        }
+    }
+
+    pub fn token_path(&self) -> &Path {
+        &self.token
+    }
+
     /// Whether the file exists and can be read or written by others than its owner.
     pub fn readable_by_others(path: &Path) -> bool {
         std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
     }
 
-    fn read(path: &Path) -> Result<Option<Parameter>, StoreError> {
+    /// The file's text, and when it was last written (nanoseconds), if it exists.
+    pub fn read(path: &Path) -> Result<Option<(String, i64)>, StoreError> {
         match std::fs::read_to_string(path) {
             Ok(value) => {
-                let version = std::fs::metadata(path)
-                    .map(|m| m.mtime())
+                let written_at = std::fs::metadata(path)
+                    .map(|m| {
+                        m.mtime()
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(m.mtime_nsec())
+                    })
                     .unwrap_or_default();
-                Ok(Some(Parameter {
-                    name: path.display().to_string(),
-                    value,
-                    version,
-                }))
+                Ok(Some((value, written_at)))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(io_error("read", path, &error)),
@@ -81,6 +106,30 @@ impl FileStore {
         }
         Ok(())
     }
+
+    /// Removes a file; `false` if there was none.
+    pub fn remove(path: &Path) -> Result<bool, StoreError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(io_error("delete", path, &error)),
+        }
+    }
+
+    fn token_entry(&self) -> Result<Option<Entry>, StoreError> {
+        let name = self.token.display().to_string();
+        Ok(Self::read(&self.token)?.map(|(value, written_at)| {
+            entry(
+                &name,
+                None,
+                Seen {
+                    version: 1,
+                    written_at,
+                    value,
+                },
+            )
+        }))
+    }
 }
 
 fn io_error(operation: &'static str, path: &Path, error: &std::io::Error) -> StoreError {
@@ -91,37 +140,77 @@ fn io_error(operation: &'static str, path: &Path, error: &std::io::Error) -> Sto
     }
 }
 
-impl TokenStore for FileStore {
-    async fn get_many(&self, names: &[&str]) -> Result<Vec<Option<Parameter>>, StoreError> {
-        names
-            .iter()
-            .map(|name| Self::read(Path::new(name)))
-            .collect()
+impl TokenRepository for FileRepository {
+    fn location(&self) -> String {
+        self.token.display().to_string()
     }
 
-    async fn put_secret(&self, name: &str, value: &str) -> Result<i64, StoreError> {
-        let path = Path::new(name);
-        Self::write_atomically(path, value)?;
-        Ok(std::fs::metadata(path)
-            .map(|m| m.mtime())
-            .unwrap_or_default())
+    fn client_secrets_location(&self) -> String {
+        self.client_secrets
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(none given)".into())
     }
 
-    /// Files keep no history: a local file has one writer, the person at the keyboard.
-    async fn get_version(
-        &self,
-        _name: &str,
-        _version: i64,
-    ) -> Result<Option<Parameter>, StoreError> {
-        Ok(None)
+    async fn load_all(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            client_secrets: self.client_secrets().await?,
+            mailboxes: self.token_entry()?.into_iter().collect(),
+        })
     }
 
-    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        match std::fs::remove_file(name) {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(io_error("delete", Path::new(name), &error)),
+    async fn client_secrets(&self) -> Result<Option<String>, StoreError> {
+        match &self.client_secrets {
+            Some(path) => Ok(Self::read(path)?.map(|(value, _)| value)),
+            None => Ok(None),
         }
+    }
+
+    async fn load(&self, _address: Option<&Address>) -> Result<Option<Entry>, StoreError> {
+        self.token_entry()
+    }
+
+    async fn save(
+        &self,
+        stored: &Stored,
+        fresh: &StoredToken,
+        _heal_until: Option<tokio::time::Instant>,
+    ) -> Result<Settled, StoreError> {
+        let now = Self::read(&self.token)?;
+        if now.as_ref().map(|(value, _)| value.as_str()) != Some(stored.seen.value.raw()) {
+            tracing::warn!(file = %self.token.display(), "the token file changed while it was in use; keeping the newer file");
+            return Ok(Settled::Superseded);
+        }
+        let json = fresh.to_json().map_err(|problem| StoreError::Refused {
+            operation: "write",
+            name: self.token.display().to_string(),
+            detail: format!("the token {problem}"),
+        })?;
+        Self::write_atomically(&self.token, &json)?;
+        Ok(Settled::Stored)
+    }
+
+    async fn check(&self, stored: &Stored) -> Result<Option<Stored>, StoreError> {
+        match self.token_entry()? {
+            Some(Entry::Token(now)) if now.seen.value != stored.seen.value => Ok(Some(*now)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn link(&self, _address: &Address, token: &StoredToken) -> Result<String, StoreError> {
+        let mut token = token.clone();
+        token.lineage = Some(crate::grant_keeping::Lineage::Consent);
+        let json = token.to_json().map_err(|problem| StoreError::Refused {
+            operation: "write",
+            name: self.token.display().to_string(),
+            detail: format!("the token {problem}"),
+        })?;
+        Self::write_atomically(&self.token, &json)?;
+        Ok(self.token.display().to_string())
+    }
+
+    async fn unlink(&self, _address: Option<&Address>) -> Result<bool, StoreError> {
+        Self::remove(&self.token)
     }
 }
 
@@ -138,13 +227,12 @@ mod tests {
         dir
     }
 
-    #[tokio::test]
-    async fn writes_0600_files_in_a_0700_directory_and_reads_them_back() {
+    #[test]
+    fn writes_0600_files_in_a_0700_directory_and_reads_them_back() {
         let dir = temp_dir("perms");
         let path = dir.join("nested/token.json");
-        let name = path.to_str().unwrap();
-        assert_eq!(FileStore.get_many(&[name]).await.unwrap(), vec![None]);
-        FileStore.put_secret(name, "{\"a\":1}").await.unwrap();
+        assert_eq!(FileRepository::read(&path).unwrap(), None);
+        FileRepository::write_atomically(&path, "{\"a\":1}").unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -157,24 +245,19 @@ mod tests {
                 & 0o777,
             0o700
         );
-        let read = FileStore.get_many(&[name]).await.unwrap();
-        assert_eq!(read[0].as_ref().unwrap().value, "{\"a\":1}");
-        assert!(!FileStore::readable_by_others(&path));
+        assert_eq!(FileRepository::read(&path).unwrap().unwrap().0, "{\"a\":1}");
+        assert!(!FileRepository::readable_by_others(&path));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(FileStore::readable_by_others(&path));
+        assert!(FileRepository::readable_by_others(&path));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test]
-    async fn a_rewrite_replaces_the_whole_file_and_leaves_no_temp_file() {
+    #[test]
+    fn a_rewrite_replaces_the_whole_file_and_leaves_no_temp_file() {
         let dir = temp_dir("atomic");
         let path = dir.join("token.json");
-        let name = path.to_str().unwrap();
-        FileStore
-            .put_secret(name, &"x".repeat(10_000))
-            .await
-            .unwrap();
-        FileStore.put_secret(name, "short").await.unwrap();
+        FileRepository::write_atomically(&path, &"x".repeat(10_000)).unwrap();
+        FileRepository::write_atomically(&path, "short").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
         let entries: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -183,26 +266,23 @@ mod tests {
         assert_eq!(entries, ["token.json"]);
         // A replaced file keeps 0600 even if the old one was more open.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        FileStore.put_secret(name, "again").await.unwrap();
+        FileRepository::write_atomically(&path, "again").unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(FileStore.delete(name).await.unwrap());
-        assert!(!FileStore.delete(name).await.unwrap());
+        assert!(FileRepository::remove(&path).unwrap());
+        assert!(!FileRepository::remove(&path).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test]
-    async fn a_failed_write_reports_an_error_and_leaves_no_temp_file() {
+    #[test]
+    fn a_failed_write_reports_an_error_and_leaves_no_temp_file() {
         let dir = temp_dir("failed");
         let blocker = dir.join("token.json");
         // A non-empty directory where the file should go makes the rename fail.
         std::fs::create_dir_all(blocker.join("inside")).unwrap();
-        let error = FileStore
-            .put_secret(blocker.to_str().unwrap(), "new")
-            .await
-            .unwrap_err();
+        let error = FileRepository::write_atomically(&blocker, "new").unwrap_err();
         assert!(error.to_string().contains("token.json"), "{error}");
         let entries: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -210,6 +290,41 @@ mod tests {
             .collect();
         assert_eq!(entries, ["token.json"]);
         assert!(blocker.join("inside").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_save_leaves_a_file_someone_replaced_meanwhile() {
+        let dir = temp_dir("replaced");
+        let path = dir.join("token.json");
+        FileRepository::write_atomically(&path, crate::fixtures::TOKEN_AFTER_CONSENT).unwrap();
+        let repo = FileRepository::new(&path, None);
+        let Some(Entry::Token(stored)) = repo.load(None).await.unwrap() else {
+            panic!("a token")
+        };
+        let mut fresh = stored.token.clone();
+        fresh.account = Some("me@example.com".into());
+        FileRepository::write_atomically(&path, crate::fixtures::TOKEN_AFTER_REFRESH).unwrap();
+        assert_eq!(
+            repo.save(&stored, &fresh, None).await.unwrap(),
+            Settled::Superseded
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            crate::fixtures::TOKEN_AFTER_REFRESH
+        );
+        let Some(Entry::Token(stored)) = repo.load(None).await.unwrap() else {
+            panic!("a token")
+        };
+        assert_eq!(
+            repo.save(&stored, &fresh, None).await.unwrap(),
+            Settled::Stored
+        );
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("me@example.com")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,104 +1,166 @@
-//! An in-memory store for unit tests. Integration tests use moto, never this.
+//! Parameter Store in memory, for unit tests: versions, their history, deletes, and
+//! answers that can be lost after the write committed. Integration tests use moto.
 
-use super::{Parameter, StoreError, TokenStore};
-use std::collections::HashMap;
+use super::{Found, ParameterKind, ParameterStore, StoreError, Version, Wanted};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-/// Parameters in a map, with versions counted like SSM's and every write recorded.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
-    values: Mutex<HashMap<String, (String, i64)>>,
-    history: Mutex<HashMap<(String, i64), String>>,
-    writes: Mutex<Vec<String>>,
+struct Inner {
+    /// Every parameter's versions (1-based) with their commit number.
+    parameters: BTreeMap<String, Vec<(String, i64)>>,
+    commits: i64,
+    /// Operations whose answer is lost after they took effect, in order.
+    lost: VecDeque<&'static str>,
+    /// Every write: (operation, name).
+    writes: Vec<(&'static str, String)>,
+    reads: usize,
 }
 
-impl MemoryStore {
-    pub fn with(params: &[(&str, &str)]) -> Self {
-        let store = MemoryStore::default();
-        if let Ok(mut values) = store.values.lock() {
-            for (name, value) in params {
-                values.insert((*name).to_owned(), ((*value).to_owned(), 1));
-            }
+/// Parameters in memory, versioned like Parameter Store's.
+#[derive(Debug, Default)]
+pub struct MemoryParameters {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryParameters {
+    pub fn with(parameters: &[(&str, &str)]) -> Self {
+        let store = MemoryParameters::default();
+        for (name, value) in parameters {
+            store.commit(name, value);
         }
         store
     }
 
-    /// The current value of a parameter.
-    pub fn value(&self, name: &str) -> Option<String> {
-        self.values.lock().ok()?.get(name).map(|(v, _)| v.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Names written so far, in order.
-    pub fn writes(&self) -> Vec<String> {
-        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    fn commit(&self, name: &str, value: &str) -> Version {
+        let mut inner = self.lock();
+        inner.commits += 1;
+        let at = inner.commits;
+        let versions = inner.parameters.entry(name.to_owned()).or_default();
+        versions.push((value.to_owned(), at));
+        versions.len() as Version
+    }
+
+    /// Someone else writes `value` (a consent elsewhere, an operator).
+    pub fn put_directly(&self, name: &str, value: &str) -> Version {
+        self.commit(name, value)
+    }
+
+    /// The next `operation` (`PutParameter`, `DeleteParameter`) takes effect, then its
+    /// answer is lost.
+    pub fn lose_next_answer(&self, operation: &'static str) {
+        self.lock().lost.push_back(operation);
+    }
+
+    /// The current value of `name`.
+    pub fn value(&self, name: &str) -> Option<String> {
+        let inner = self.lock();
+        inner.parameters.get(name)?.last().map(|(v, _)| v.clone())
+    }
+
+    /// The current version of `name`.
+    pub fn version(&self, name: &str) -> Option<Version> {
+        let inner = self.lock();
+        inner.parameters.get(name).map(|v| v.len() as Version)
+    }
+
+    /// Every write so far: (operation, name).
+    pub fn writes(&self) -> Vec<(&'static str, String)> {
+        self.lock().writes.clone()
+    }
+
+    /// `GetParameters` and `GetParametersByPath` calls so far.
+    pub fn reads(&self) -> usize {
+        self.lock().reads
+    }
+
+    fn answer_lost(&self, operation: &'static str, name: &str) -> bool {
+        let mut inner = self.lock();
+        inner.writes.push((operation, name.to_owned()));
+        match inner.lost.front() {
+            Some(lost) if *lost == operation => {
+                inner.lost.pop_front();
+                true
+            }
+            _ => false,
+        }
     }
 }
 
-impl TokenStore for MemoryStore {
-    async fn get_many(&self, names: &[&str]) -> Result<Vec<Option<Parameter>>, StoreError> {
-        let values = self.values.lock().map_err(|_| poisoned("GetParameters"))?;
-        Ok(names
+fn found(name: &str, version: usize, (value, at): &(String, i64)) -> Found {
+    Found {
+        name: name.to_owned(),
+        version: version as Version,
+        written_at: *at,
+        value: value.clone(),
+    }
+}
+
+fn lost(operation: &'static str) -> StoreError {
+    StoreError::Unavailable {
+        operation,
+        detail: "the answer was lost (the request took effect)".into(),
+    }
+}
+
+impl ParameterStore for MemoryParameters {
+    async fn get(&self, wanted: &[Wanted]) -> Result<Vec<Found>, StoreError> {
+        let mut inner = self.lock();
+        inner.reads += 1;
+        Ok(wanted
             .iter()
-            .map(|name| {
-                values.get(*name).map(|(value, version)| Parameter {
-                    name: (*name).to_owned(),
-                    value: value.clone(),
-                    version: *version,
-                })
+            .filter_map(|w| {
+                let versions = inner.parameters.get(&w.name)?;
+                let index = match w.version {
+                    None => versions.len().checked_sub(1)?,
+                    Some(v) => usize::try_from(v.checked_sub(1)?).ok()?,
+                };
+                versions.get(index).map(|v| found(&w.name, index + 1, v))
             })
             .collect())
     }
 
-    async fn put_secret(&self, name: &str, value: &str) -> Result<i64, StoreError> {
-        let mut values = self.values.lock().map_err(|_| poisoned("PutParameter"))?;
-        let version = values.get(name).map_or(1, |(_, v)| v + 1);
-        values.insert(name.to_owned(), (value.to_owned(), version));
-        if let Ok(mut history) = self.history.lock() {
-            history.insert((name.to_owned(), version), value.to_owned());
+    async fn get_by_path(&self, path: &str) -> Result<Vec<Found>, StoreError> {
+        let mut inner = self.lock();
+        inner.reads += 1;
+        Ok(inner
+            .parameters
+            .iter()
+            .filter(|(name, _)| name.starts_with(path))
+            .filter_map(|(name, versions)| versions.last().map(|v| found(name, versions.len(), v)))
+            .collect())
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        _kind: ParameterKind,
+        overwrite: bool,
+    ) -> Result<Version, StoreError> {
+        if !overwrite && self.version(name).is_some() {
+            return Err(StoreError::Refused {
+                operation: "PutParameter",
+                name: name.to_owned(),
+                detail: "ParameterAlreadyExists".into(),
+            });
         }
-        if let Ok(mut writes) = self.writes.lock() {
-            writes.push(name.to_owned());
+        let version = self.commit(name, value);
+        if self.answer_lost("PutParameter", name) {
+            return Err(lost("PutParameter"));
         }
         Ok(version)
     }
 
-    async fn get_version(&self, name: &str, version: i64) -> Result<Option<Parameter>, StoreError> {
-        let history = self.history.lock().map_err(|_| poisoned("GetParameter"))?;
-        let current = self.values.lock().map_err(|_| poisoned("GetParameter"))?;
-        let value = history
-            .get(&(name.to_owned(), version))
-            .cloned()
-            .or_else(|| {
-                current
-                    .get(name)
-                    .filter(|(_, v)| *v == version)
-                    .map(|(value, _)| value.clone())
-            });
-        Ok(value.map(|value| Parameter {
-            name: name.to_owned(),
-            value,
-            version,
-        }))
-    }
-
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        self.remove(name)
-    }
-}
-
-impl MemoryStore {
-    fn remove(&self, name: &str) -> Result<bool, StoreError> {
-        let mut values = self
-            .values
-            .lock()
-            .map_err(|_| poisoned("DeleteParameter"))?;
-        Ok(values.remove(name).is_some())
-    }
-}
-
-fn poisoned(operation: &'static str) -> StoreError {
-    StoreError::Unavailable {
-        operation,
-        detail: "memory store lock poisoned".into(),
+        let existed = self.lock().parameters.remove(name).is_some();
+        if self.answer_lost("DeleteParameter", name) {
+            return Err(lost("DeleteParameter"));
+        }
+        Ok(existed)
     }
 }

@@ -1,42 +1,96 @@
-//! SecureString parameters in AWS Systems Manager Parameter Store.
+//! Parameter Store through the AWS SDK: the calls of [`ParameterStore`], paced to the
+//! account's quotas, with timeouts, the SDK's retries, and errors that name the parameter
+//! and the AWS error code but never quote a value.
 //!
 //! The endpoint follows the SDK's standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SSM`
 //! variables, which is how tests point it at `moto_server`.
 
-use super::{Parameter, StoreError, TokenStore};
+use super::{Found, ParameterKind, ParameterStore, StoreError, Version, Wanted};
+use crate::pacing::Pacer;
 use aws_sdk_ssm::config::http::HttpResponse;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::types::ParameterType;
 use std::time::Duration;
 
-/// Parameter Store through the AWS SDK, whose standard retry mode already retries
-/// throttling and 5xx answers with backoff (3 attempts).
-#[derive(Debug, Clone)]
-pub struct SsmStore {
-    client: aws_sdk_ssm::Client,
-    kms_key_id: Option<String>,
+/// How the functions talk to SSM: quotas, timeouts, retries.
+#[derive(Debug, Clone, Copy)]
+pub struct SsmTuning {
+    /// Reads a second (`GetParameters`, each page of `GetParametersByPath`); 0: unpaced.
+    pub read_tps: f64,
+    /// Writes a second (`PutParameter`, `DeleteParameter`); 0: unpaced.
+    pub write_tps: f64,
+    /// One HTTP attempt.
+    pub attempt_timeout: Duration,
+    /// One call, its retries included: a save is two calls, so the time a run keeps for
+    /// its saves follows from this.
+    pub operation_timeout: Duration,
+    /// Attempts of one call (the SDK's standard retry mode: throttling, 5xx, timeouts).
+    pub max_attempts: u32,
 }
 
-impl SsmStore {
+impl Default for SsmTuning {
+    fn default() -> Self {
+        SsmTuning {
+            read_tps: 20.0,
+            write_tps: 2.0,
+            attempt_timeout: Duration::from_millis(1500),
+            operation_timeout: Duration::from_secs(4),
+            max_attempts: 4,
+        }
+    }
+}
+
+/// Parameter Store through the AWS SDK.
+#[derive(Debug)]
+pub struct SsmParameters {
+    client: aws_sdk_ssm::Client,
+    kms_key_id: Option<String>,
+    reads: Pacer,
+    writes: Pacer,
+}
+
+impl SsmParameters {
     /// Wraps a client; `kms_key_id` is the KMS key for SecureString writes (default key if `None`).
-    pub fn new(client: aws_sdk_ssm::Client, kms_key_id: Option<String>) -> Self {
-        SsmStore { client, kms_key_id }
+    pub fn new(client: aws_sdk_ssm::Client, kms_key_id: Option<String>, tuning: SsmTuning) -> Self {
+        SsmParameters {
+            client,
+            kms_key_id,
+            reads: Pacer::per_second(tuning.read_tps),
+            writes: Pacer::per_second(tuning.write_tps),
+        }
     }
 
-    /// Builds the client from the environment (region, credentials, endpoint) with timeouts,
-    /// so an SSM outage ends a run with an error instead of hanging it.
-    pub async fn from_env(kms_key_id: Option<String>) -> Self {
+    /// Builds the client from the environment (region, credentials, endpoint) with the
+    /// tuning's timeouts and retries, so an SSM outage ends a call with an error instead of
+    /// hanging it.
+    pub async fn from_env(kms_key_id: Option<String>, tuning: SsmTuning) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(12))
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(tuning.attempt_timeout)
+            .operation_timeout(tuning.operation_timeout)
             .build();
+        let retries = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(tuning.max_attempts)
+            .with_max_backoff(Duration::from_secs(2));
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(sdk_http_client())
             .timeout_config(timeouts)
+            .retry_config(retries)
             .load()
             .await;
-        SsmStore::new(aws_sdk_ssm::Client::new(&config), kms_key_id)
+        SsmParameters::new(aws_sdk_ssm::Client::new(&config), kms_key_id, tuning)
+    }
+
+    fn found(parameter: aws_sdk_ssm::types::Parameter) -> Option<Found> {
+        Some(Found {
+            name: parameter.name?,
+            version: parameter.version,
+            written_at: parameter
+                .last_modified_date
+                .and_then(|d| d.to_millis().ok())
+                .unwrap_or_default(),
+            value: parameter.value?,
+        })
     }
 }
 
@@ -49,74 +103,84 @@ pub fn sdk_http_client() -> aws_sdk_ssm::config::SharedHttpClient {
         .build_https()
 }
 
-impl TokenStore for SsmStore {
-    async fn get_many(&self, names: &[&str]) -> Result<Vec<Option<Parameter>>, StoreError> {
+impl ParameterStore for SsmParameters {
+    async fn get(&self, wanted: &[Wanted]) -> Result<Vec<Found>, StoreError> {
+        self.reads.ready().await;
+        let names: Vec<String> = wanted.iter().map(Wanted::selector).collect();
         let output = self
             .client
             .get_parameters()
-            .set_names(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+            .set_names(Some(names.clone()))
             .with_decryption(true)
             .send()
             .await
             .map_err(|e| classify("GetParameters", names.join(", "), e))?;
-        let found = output.parameters.unwrap_or_default();
-        Ok(names
-            .iter()
-            .map(|name| {
-                found
-                    .iter()
-                    .find(|p| p.name() == Some(*name))
-                    .map(|p| Parameter {
-                        name: (*name).to_owned(),
-                        value: p.value().unwrap_or_default().to_owned(),
-                        version: p.version(),
-                    })
-            })
+        Ok(output
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Self::found)
             .collect())
     }
 
-    async fn put_secret(&self, name: &str, value: &str) -> Result<i64, StoreError> {
+    async fn get_by_path(&self, path: &str) -> Result<Vec<Found>, StoreError> {
+        let mut found = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            self.reads.ready().await;
+            let output = self
+                .client
+                .get_parameters_by_path()
+                .path(path.trim_end_matches('/'))
+                .recursive(true)
+                .with_decryption(true)
+                .max_results(10)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| classify("GetParametersByPath", path.to_owned(), e))?;
+            found.extend(
+                output
+                    .parameters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(Self::found),
+            );
+            match output.next_token {
+                Some(token) if !token.is_empty() => next_token = Some(token),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        kind: ParameterKind,
+        overwrite: bool,
+    ) -> Result<Version, StoreError> {
+        self.writes.ready().await;
+        let (kind, key) = match kind {
+            ParameterKind::Secret => (ParameterType::SecureString, self.kms_key_id.clone()),
+            ParameterKind::Plain => (ParameterType::String, None),
+        };
         let output = self
             .client
             .put_parameter()
             .name(name)
             .value(value)
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .set_key_id(self.kms_key_id.clone())
+            .r#type(kind)
+            .overwrite(overwrite)
+            .set_key_id(key)
             .send()
             .await
             .map_err(|e| classify("PutParameter", name.to_owned(), e))?;
         Ok(output.version())
     }
 
-    async fn get_version(&self, name: &str, version: i64) -> Result<Option<Parameter>, StoreError> {
-        // `name:version` selects one version (kept for the last 100 writes).
-        match self
-            .client
-            .get_parameter()
-            .name(format!("{name}:{version}"))
-            .with_decryption(true)
-            .send()
-            .await
-        {
-            Ok(output) => Ok(output.parameter.map(|p| Parameter {
-                name: name.to_owned(),
-                value: p.value.unwrap_or_default(),
-                version: p.version,
-            })),
-            Err(error)
-                if error.as_service_error().is_some_and(|e| {
-                    e.is_parameter_not_found() || e.is_parameter_version_not_found()
-                }) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(classify("GetParameter", name.to_owned(), error)),
-        }
-    }
-
     async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        self.writes.ready().await;
         match self.client.delete_parameter().name(name).send().await {
             Ok(_) => Ok(true),
             Err(error)

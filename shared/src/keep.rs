@@ -1,0 +1,564 @@
+//! Keeping one mailbox: refresh the access token when it expires within five minutes, use
+//! it, and write it back only if it changed, never over a newer grant.
+//!
+//! The one rule never broken: the stored grant is only ever replaced by a newer one. A
+//! failed refresh, a revoked grant or a failed Gmail call leaves it as it was; a refreshed
+//! token is kept even when Gmail then fails.
+
+use crate::client_secrets::{ClientSecrets, endpoint_url};
+use crate::deadline::{Deadline, within};
+use crate::error::{Chain, Error};
+use crate::gmail::{GmailError, Mailbox, MessageSummary};
+use crate::oauth::{Grant, OAuthError, Refresher, TokenClient};
+use crate::store::{Settled, Stored, TokenRepository};
+use crate::token::StoredToken;
+use chrono::{DateTime, TimeDelta, Utc};
+use oauth2::ClientId;
+
+/// What a run does with each mailbox besides keeping its token.
+#[derive(Debug, Clone)]
+pub struct MailboxSettings {
+    /// Gmail search query of the summary.
+    pub query: String,
+    pub max_messages: usize,
+    /// The deployed `/authorize` URL, quoted when someone has to consent again.
+    pub authorize_url: Option<String>,
+}
+
+/// The clients and settings keeping a mailbox needs, and the client secrets read with it.
+pub struct Keeper<'a, R, O, G> {
+    pub repo: &'a R,
+    pub oauth: &'a O,
+    pub gmail: &'a G,
+    pub secrets: &'a ClientSecrets,
+    pub settings: &'a MailboxSettings,
+}
+
+/// A mailbox after its turn.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The token now in use (refreshed or not).
+    pub token: StoredToken,
+    pub refreshed: bool,
+    pub messages: Vec<MessageSummary>,
+    /// How the write-back ended, when there was one.
+    pub saved: Option<Settled>,
+}
+
+/// The longest access-token lifetime believed. Google's access tokens live 3,599 s; a token
+/// endpoint that answers more (a proxy's mistake, a hostile answer, `10000000000000`) is
+/// taken at this word, so the token is refreshed early instead of trusted for years, and no
+/// date arithmetic can overflow.
+pub const MAX_ACCESS_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+impl<R, O, G> Keeper<'_, R, O, G>
+where
+    R: TokenRepository,
+    O: Refresher,
+    G: Mailbox,
+{
+    /// One mailbox's turn: refresh if expiring, read mail (refreshing once more on a 401),
+    /// write back if changed. Google and Gmail get the time up to the deadline's save
+    /// reserve; the write is only started with its reserve still ahead.
+    pub async fn keep(
+        &self,
+        stored: Stored,
+        now: DateTime<Utc>,
+        deadline: Option<Deadline>,
+    ) -> Result<Kept, Error> {
+        let mut session = Session {
+            token: stored.token.clone(),
+            stored,
+            refreshed: false,
+        };
+        let outcome = within(
+            deadline.map(|d| d.work_until()),
+            self.use_token(&mut session, now),
+        )
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::out_of_time(format!(
+                "Google or Gmail did not answer for {}",
+                session.stored.label()
+            )))
+        });
+        let mut saved = None;
+        // A refreshed token is kept even when Gmail then fails; only a grant Google refuses
+        // leaves the parameter exactly as it was.
+        let refused = matches!(outcome, Err(Error::ReauthorizationRequired { .. }));
+        if !refused && !session.token.same_as(&session.stored.token) {
+            match self.save(&session, deadline).await {
+                Ok(settled) => saved = Some(settled),
+                Err(error) if outcome.is_ok() => return Err(error),
+                Err(error) => {
+                    tracing::error!(error = %Chain(&error), "storing the refreshed token failed too")
+                }
+            }
+        }
+        let messages = outcome?;
+        Ok(Kept {
+            token: session.token,
+            refreshed: session.refreshed,
+            messages,
+            saved,
+        })
+    }
+
+    async fn save(&self, session: &Session, deadline: Option<Deadline>) -> Result<Settled, Error> {
+        let label = session.stored.label();
+        // A save must not stop between its write and its check (docs/interface.md): it is
+        // started only while its reserve is still ahead, and it stops healing at the deadline.
+        // (The work stops at the reserve's start; noticing that takes a moment, so nine
+        // tenths of the reserve still ahead is enough.)
+        if let Some(d) = deadline
+            && d.at.saturating_duration_since(tokio::time::Instant::now())
+                < d.save_reserve.mul_f32(0.9)
+        {
+            tracing::warn!(mailbox = %label, "no time left to store the refreshed token safely; the next run refreshes again");
+            return Ok(Settled::GaveUp);
+        }
+        let settled = self
+            .repo
+            .save(
+                &session.stored,
+                &session.token,
+                // The reserve holds the write, its check and one repair: a further repair
+                // starts only with half of it still ahead.
+                deadline.and_then(|d| d.at.checked_sub(d.save_reserve / 2)),
+            )
+            .await
+            .map_err(|e| Error::upstream(format!("storing the refreshed token of {label}"), e))?;
+        match settled {
+            Settled::Stored => tracing::info!(mailbox = %label, "stored the refreshed token"),
+            Settled::Superseded => {
+                tracing::warn!(mailbox = %label, "a newer grant was stored during this run (a new consent?); it is kept")
+            }
+            Settled::Healed => {
+                tracing::warn!(mailbox = %label, "this run's write hid a newer grant (a consent during the run); it was put back on top")
+            }
+            Settled::Unlinked => {
+                tracing::warn!(mailbox = %label, "the mailbox was unlinked during this run")
+            }
+            Settled::Recreated => {
+                tracing::error!(mailbox = %label, "the mailbox was unlinked while this run stored its token, which wrote the revoked grant again; unlink it again")
+            }
+            Settled::GaveUp => {
+                tracing::error!(mailbox = %label, "consents kept landing while this run repaired the token; the next run finishes the repair")
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Refreshes the access token if it is expiring and reads the mail with it, refreshing
+    /// once more if Gmail answers 401.
+    async fn use_token(
+        &self,
+        session: &mut Session,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MessageSummary>, Error> {
+        if session.token.expires_within_margin(now) {
+            self.refresh(session, now).await?;
+        }
+        match self.read_mail(session).await {
+            Err(GmailError::Unauthorized) => {
+                tracing::warn!(mailbox = %session.stored.label(), "Gmail rejected the access token; refreshing once and trying again");
+                self.refresh(session, now).await?;
+                self.read_mail(session).await.map_err(|error| match error {
+                    GmailError::Unauthorized => {
+                        self.reauthorize(session, "Gmail still answers 401 after a token refresh")
+                    }
+                    other => Error::upstream(
+                        format!("reading the mail of {}", session.stored.label()),
+                        other,
+                    ),
+                })
+            }
+            other => other.map_err(|e| {
+                Error::upstream(format!("reading the mail of {}", session.stored.label()), e)
+            }),
+        }
+    }
+
+    /// Refreshes the access token in memory. On `invalid_grant`, a newer grant that a
+    /// stopped save may have left hidden is looked for (and put back) before giving up.
+    async fn refresh(&self, session: &mut Session, now: DateTime<Utc>) -> Result<(), Error> {
+        match self.refresh_grant(&session.token).await {
+            Err(OAuthError::InvalidGrant) => {}
+            Ok(grant) => {
+                apply_grant(&mut session.token, grant, now);
+                session.refreshed = true;
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(Error::upstream(
+                    format!("refreshing the access token of {}", session.stored.label()),
+                    error,
+                ));
+            }
+        }
+        let newer = self.repo.check(&session.stored).await.map_err(|e| {
+            Error::upstream(
+                format!("checking the grant of {}", session.stored.label()),
+                e,
+            )
+        })?;
+        let Some(newer) = newer else {
+            tracing::error!(mailbox = %session.stored.label(), "refresh token expired or revoked; stored token left as it was");
+            return Err(self.reauthorize(session, "Google answered invalid_grant to the refresh"));
+        };
+        tracing::warn!(mailbox = %session.stored.label(), "the stored grant was an older one left by a stopped run; the newer grant was put back");
+        session.token = newer.token.clone();
+        session.stored = newer;
+        match self.refresh_grant(&session.token).await {
+            Ok(grant) => {
+                apply_grant(&mut session.token, grant, now);
+                session.refreshed = true;
+                Ok(())
+            }
+            Err(OAuthError::InvalidGrant) => {
+                Err(self.reauthorize(session, "Google answered invalid_grant to the refresh"))
+            }
+            Err(error) => Err(Error::upstream(
+                format!("refreshing the access token of {}", session.stored.label()),
+                error,
+            )),
+        }
+    }
+
+    async fn refresh_grant(&self, token: &StoredToken) -> Result<Grant, OAuthError> {
+        let Some(refresh_token) = token.refresh_token.clone() else {
+            return Err(OAuthError::InvalidGrant);
+        };
+        self.oauth
+            .refresh(&refresh_client(self.secrets, token), &refresh_token)
+            .await
+    }
+
+    /// Lists and summarises the messages; learns the account address if the token lacks it.
+    async fn read_mail(&self, session: &mut Session) -> Result<Vec<MessageSummary>, GmailError> {
+        let access = session
+            .token
+            .token
+            .clone()
+            .unwrap_or_else(|| oauth2::AccessToken::new(String::new()));
+        if session.token.account().is_none() {
+            // Tokens written by google-auth carry `"account": ""`.
+            session.token.account = Some(self.gmail.profile(&access).await?.email_address);
+        }
+        let settings = self.settings;
+        let ids = self
+            .gmail
+            .list_messages(&access, &settings.query, settings.max_messages)
+            .await?;
+        self.gmail.summaries(&access, &ids).await
+    }
+
+    fn reauthorize(&self, session: &Session, reason: &str) -> Error {
+        let reason = match &session.stored.address {
+            Some(address) => format!("{reason}, for {address}"),
+            None => reason.to_owned(),
+        };
+        Error::ReauthorizationRequired {
+            reason,
+            authorize_url: self.settings.authorize_url.clone(),
+        }
+    }
+}
+
+/// A token in use during one turn, and the stored value it came from.
+struct Session {
+    stored: Stored,
+    token: StoredToken,
+    refreshed: bool,
+}
+
+/// Which client identity refreshes a token: the configured client secrets, unless the
+/// token was issued to another client (for example a `pythonic_gmail` desktop client), in
+/// which case only that client's own credentials, kept in the token, can refresh it.
+pub fn refresh_client(secrets: &ClientSecrets, token: &StoredToken) -> TokenClient {
+    let configured = TokenClient::from(secrets);
+    let (Some(id), Some(secret), Some(uri)) =
+        (&token.client_id, &token.client_secret, &token.token_uri)
+    else {
+        return configured;
+    };
+    if id == configured.client_id.as_str() {
+        return configured;
+    }
+    match endpoint_url(uri) {
+        Ok(token_uri) => TokenClient {
+            client_id: ClientId::new(id.clone()),
+            client_secret: secret.clone(),
+            token_uri,
+        },
+        Err(_) => configured,
+    }
+}
+
+/// Folds a grant into a token, keeping the old refresh token when none came back.
+pub fn apply_grant(token: &mut StoredToken, grant: Grant, now: DateTime<Utc>) {
+    token.token = Some(grant.access_token);
+    if let Some(refresh_token) = grant.refresh_token {
+        token.refresh_token = Some(refresh_token);
+    }
+    token.expiry = grant
+        .expires_in
+        .map(|lifetime| lifetime.min(MAX_ACCESS_TOKEN_LIFETIME))
+        .and_then(|lifetime| TimeDelta::from_std(lifetime).ok())
+        .and_then(|lifetime| now.checked_add_signed(lifetime));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Entry, MemoryParameters, ParameterRepository};
+    use crate::testing::*;
+    use serde_json::Value;
+
+    fn settings() -> MailboxSettings {
+        MailboxSettings {
+            query: "in:inbox".into(),
+            max_messages: 25,
+            authorize_url: Some("https://x.example/authorize".into()),
+        }
+    }
+
+    async fn stored(repo: &ParameterRepository<MemoryParameters>) -> Stored {
+        match repo.load(None).await.unwrap() {
+            Some(Entry::Token(stored)) => *stored,
+            other => panic!("expected a token, got {other:?}"),
+        }
+    }
+
+    /// One turn of the mailbox in `repo` at `now()`, against a mailbox accepting `access`.
+    async fn turn(
+        repo: &ParameterRepository<MemoryParameters>,
+        oauth: &ScriptedRefresher,
+        access: &str,
+    ) -> Result<Kept, Error> {
+        let secrets = secrets();
+        let settings = settings();
+        let keeper = Keeper {
+            repo,
+            oauth,
+            gmail: &FakeMailbox::accepting(access),
+            secrets: &secrets,
+            settings: &settings,
+        };
+        keeper.keep(stored(repo).await, now(), None).await
+    }
+
+    fn stored_json(repo: &ParameterRepository<MemoryParameters>) -> Value {
+        serde_json::from_str(&repo.store().value(TOKEN_PARAM).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_is_used_without_refresh_or_write() {
+        let repo = single(&token(
+            "me@example.com",
+            "access",
+            "1//r",
+            "2026-11-23T12:30:00Z",
+        ));
+        let oauth = ScriptedRefresher::new(vec![]);
+        let kept = turn(&repo, &oauth, "access").await.unwrap();
+        assert!(!kept.refreshed);
+        assert_eq!(kept.messages.len(), 2);
+        assert_eq!(kept.saved, None);
+        assert!(repo.store().writes().is_empty());
+        assert_eq!(repo.store().reads(), 1, "the one read of the turn");
+    }
+
+    #[tokio::test]
+    async fn an_expiring_token_is_refreshed_and_stored_with_one_write_and_one_check() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T12:04:00Z",
+        ));
+        let reads_before = repo.store().reads();
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
+        let kept = turn(&repo, &oauth, "new-access").await.unwrap();
+        assert!(kept.refreshed);
+        assert_eq!(kept.saved, Some(Settled::Stored));
+        // The budget without a race: the turn's read, one write, one verification call.
+        assert_eq!(repo.store().reads() - reads_before, 2);
+        assert_eq!(repo.store().writes().len(), 1);
+        let written = stored_json(&repo);
+        assert_eq!(written["token"], "new-access");
+        assert_eq!(written["refresh_token"], "1//r");
+        assert_eq!(written["expiry"], "2026-11-23T12:59:59Z");
+        assert_eq!(written["universe_domain"], "googleapis.com");
+        assert_eq!(written["gmail_oauth"]["written_by"], "refresh");
+    }
+
+    #[tokio::test]
+    async fn a_new_refresh_token_from_google_replaces_the_old_one() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T11:00:00Z",
+        ));
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", Some("1//new-refresh"))]);
+        turn(&repo, &oauth, "new-access").await.unwrap();
+        assert_eq!(stored_json(&repo)["refresh_token"], "1//new-refresh");
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_requires_reauthorization_and_leaves_the_token_untouched() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T11:00:00Z",
+        ));
+        let before = repo.store().value(TOKEN_PARAM);
+        let oauth = ScriptedRefresher::new(vec![Err(OAuthError::InvalidGrant)]);
+        let error = turn(&repo, &oauth, "x").await.unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        assert!(error.to_string().contains("https://x.example/authorize"));
+        assert!(error.to_string().contains("me@example.com"), "{error}");
+        assert_eq!(repo.store().value(TOKEN_PARAM), before);
+    }
+
+    #[tokio::test]
+    async fn a_401_refreshes_once_and_retries_and_a_second_401_requires_reauthorization() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T12:30:00Z",
+        ));
+        let oauth = ScriptedRefresher::new(vec![grant("second-access", None)]);
+        let kept = turn(&repo, &oauth, "second-access").await.unwrap();
+        assert!(kept.refreshed);
+        assert_eq!(oauth.remaining(), 0);
+
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T12:30:00Z",
+        ));
+        let oauth = ScriptedRefresher::new(vec![grant("still-refused", None)]);
+        let error = turn(&repo, &oauth, "nothing").await.unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        assert!(error.to_string().contains("401"), "{error}");
+        // The refreshed token is kept all the same (its grant is the stored one).
+        assert_eq!(stored_json(&repo)["refresh_token"], "1//r");
+    }
+
+    #[tokio::test]
+    async fn a_consent_during_the_refresh_stays_on_top() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//old",
+            "2026-11-23T11:00:00Z",
+        ));
+        let stored = stored(&repo).await;
+        // The consent lands while the refresh is at Google (simulated: before the turn's
+        // write, after its read).
+        let mut consent = token(
+            "me@example.com",
+            "consent-access",
+            "1//consent",
+            "2026-11-23T13:00:00Z",
+        );
+        consent.lineage = Some(crate::grant_keeping::Lineage::Consent);
+        repo.store().put_directly(TOKEN_PARAM, &json(&consent));
+        let oauth = ScriptedRefresher::new(vec![grant("stale-access", None)]);
+        let secrets = secrets();
+        let settings = settings();
+        let gmail = FakeMailbox::accepting("stale-access");
+        let keeper = Keeper {
+            repo: &repo,
+            oauth: &oauth,
+            gmail: &gmail,
+            secrets: &secrets,
+            settings: &settings,
+        };
+        let kept = keeper.keep(stored, now(), None).await.unwrap();
+        assert_eq!(kept.saved, Some(Settled::Healed));
+        assert_eq!(stored_json(&repo)["refresh_token"], "1//consent");
+        assert_eq!(stored_json(&repo)["gmail_oauth"]["written_by"], "heal");
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_to_the_write_is_checked_not_repeated() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T11:00:00Z",
+        ));
+        repo.store().lose_next_answer("PutParameter");
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
+        let kept = turn(&repo, &oauth, "new-access").await.unwrap();
+        assert_eq!(kept.saved, Some(Settled::Stored));
+        assert_eq!(stored_json(&repo)["token"], "new-access");
+        assert_eq!(repo.store().version(TOKEN_PARAM), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_newer_grant_buried_by_a_stopped_run_is_used_when_google_refuses_the_older() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//old",
+            "2026-11-23T11:00:00Z",
+        ));
+        let mut consent = token("me@example.com", "c", "1//consent", "2026-11-23T11:00:00Z");
+        consent.lineage = Some(crate::grant_keeping::Lineage::Consent);
+        repo.store().put_directly(TOKEN_PARAM, &json(&consent));
+        // A run that read version 1 wrote its refresh of the older grant on top and stopped.
+        let mut stale = token("me@example.com", "stale", "1//old", "2026-11-23T11:00:00Z");
+        stale.lineage = Some(crate::grant_keeping::Lineage::Refresh {
+            origin: 1,
+            since: 1,
+        });
+        repo.store().put_directly(TOKEN_PARAM, &json(&stale));
+        let oauth = ScriptedRefresher::by_token(vec![
+            (Some("1//old"), Err(OAuthError::InvalidGrant)),
+            (Some("1//consent"), grant("fresh", None)),
+        ]);
+        let kept = turn(&repo, &oauth, "fresh").await.unwrap();
+        assert!(kept.refreshed);
+        assert_eq!(stored_json(&repo)["refresh_token"], "1//consent");
+        assert_eq!(stored_json(&repo)["token"], "fresh");
+    }
+
+    #[test]
+    fn a_token_from_another_client_is_refreshed_with_its_own_credentials() {
+        let secrets = secrets();
+        let mut token = token("me@example.com", "a", "1//r", "2026-11-23T12:00:00Z");
+        assert_eq!(
+            refresh_client(&secrets, &token).client_id.as_str(),
+            secrets.client_id.as_str()
+        );
+        token.client_id = Some("other-client".into());
+        token.token_uri = Some("https://oauth2.googleapis.com/token".into());
+        assert_eq!(
+            refresh_client(&secrets, &token).client_id.as_str(),
+            "other-client"
+        );
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_cut_to_a_day() {
+        let mut token = token("me@example.com", "a", "1//r", "2026-11-23T12:00:00Z");
+        let mut absurd = grant("b", None).unwrap();
+        absurd.expires_in = Some(std::time::Duration::from_secs(10_000_000_000_000));
+        apply_grant(&mut token, absurd, now());
+        assert_eq!(
+            token.expiry.map(|e| expiry_format_string(&e)),
+            Some("2026-11-24T12:00:00Z".into())
+        );
+    }
+
+    fn expiry_format_string(at: &DateTime<Utc>) -> String {
+        crate::token::expiry_format::format(at)
+    }
+}
