@@ -564,3 +564,98 @@ async fn run_shows_what_senders_wrote_without_letting_it_drive_the_terminal() {
     assert_eq!(evil["subject"], subject, "--json gives the exact text");
     assert_eq!(evil["from"], from);
 }
+
+#[tokio::test]
+async fn mailboxes_run_status_and_unlink_on_many_mailboxes_in_ssm() {
+    let machine = Machine::new("many").await;
+    let ssm = moto::moto().ssm().await;
+    let prefix = moto::unique_prefix("cli-many");
+    let path = format!("{prefix}/mailboxes/");
+    let secrets = format!("{prefix}/client-secrets");
+    moto::put(&ssm, &secrets, &machine.google.client_secrets_json("web")).await;
+    let name = |account: &str| {
+        gmail_oauth::mailbox::parameter_name(
+            &path,
+            &gmail_oauth::mailbox::Address::new(account).unwrap(),
+        )
+        .unwrap()
+    };
+    let mut refresh_tokens = std::collections::HashMap::new();
+    for account in ["me@example.com", "gone@example.com"] {
+        let (token, refresh, _) =
+            integration_tests::google_auth_token(&machine.google, account, minutes_from_now(-5));
+        moto::put(&ssm, &name(account), &token.to_string()).await;
+        refresh_tokens.insert(account, refresh);
+    }
+    machine.google.revoke(&refresh_tokens["gone@example.com"]);
+    let store = format!("ssm-path:{path}");
+    let secrets = format!("ssm:{secrets}");
+    let run = async |extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--store", &store, "--client-secrets", &secrets]);
+        machine.run(&args).await
+    };
+
+    let listed = run(&["mailboxes", "--json"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let lines: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let line = |account: &str| {
+        lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["account"] == account)
+            .unwrap_or_else(|| panic!("{account}: {lines}"))
+            .clone()
+    };
+    assert_eq!(line("me@example.com")["needs_reauthorization"], false);
+    assert_eq!(line("gone@example.com")["needs_reauthorization"], true);
+    assert_eq!(line("me@example.com")["has_refresh_token"], true);
+    assert_no_secret(
+        &listed.stdout,
+        &machine.google.issued_secrets(),
+        "mailboxes --json",
+    );
+    let table = run(&["mailboxes"]).await;
+    assert!(
+        table.stdout.contains("gone@example.com"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("yes: open /authorize"),
+        "{}",
+        table.stdout
+    );
+
+    // `run` on the path runs every mailbox, as the scheduled function does.
+    let report = run(&["run", "--json"]).await;
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["totals"]["ok"], 1);
+    assert_eq!(report["totals"]["reauthorization_required"], 1);
+
+    let status = run(&["status", "--account", "ME@example.com"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains("account:        me@example.com"),
+        "{}",
+        status.stdout
+    );
+    let without_account = run(&["status"]).await;
+    assert_eq!(without_account.code, 2);
+    assert!(
+        without_account.stderr.contains("--account"),
+        "{}",
+        without_account.stderr
+    );
+
+    // Unlink: revoked at Google, then the parameter is gone; the other mailbox stays.
+    let unlinked = run(&["unlink", "me@example.com"]).await;
+    assert_eq!(unlinked.code, 0, "{}", unlinked.stderr);
+    assert!(machine.google.is_revoked(&refresh_tokens["me@example.com"]));
+    assert!(moto::read(&ssm, &name("me@example.com")).await.is_none());
+    assert!(moto::read(&ssm, &name("gone@example.com")).await.is_some());
+    let again = run(&["unlink", "me@example.com"]).await;
+    assert_eq!(again.code, 4, "{}", again.stderr);
+}

@@ -6,11 +6,11 @@ import sys
 
 from cfnlint.decode import cfn_yaml
 
-PARAMETER_ARNS = {
-    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ClientSecretsParam}",
-    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${TokenParam}",
-}
-TOKEN_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${TokenParam}"
+ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+SECRETS_ARN = ARN + "${ClientSecretsParam}"
+TOKEN_ARN = ARN + "${TokenParam}"
+MAILBOXES_ARN = ARN + "${MailboxesPath}/*"
+PATH_ARN = ARN + "${MailboxesPath}"
 problems = []
 
 
@@ -33,16 +33,20 @@ def resource_name(resource):
 
 
 def statements(policies):
-    """Every statement, with `True` when it only applies under the HasKmsKey condition."""
+    """Every statement with the condition it applies under: None, "HasKmsKey", or
+    ("HasMailboxesPath", True/False) for the two branches of the mailbox statement."""
     for policy in as_list(policies):
         for statement in as_list(policy.get("Statement", [])):
             if isinstance(statement, dict) and "Fn::If" in statement:
                 condition, when_true, when_false = statement["Fn::If"]
-                check(condition == "HasKmsKey", f"a conditional statement depends on {condition}")
-                check(when_false == {"Ref": "AWS::NoValue"}, "a conditional statement has an else branch")
-                yield when_true, True
+                if when_false == {"Ref": "AWS::NoValue"}:
+                    yield when_true, condition
+                else:
+                    check(condition == "HasMailboxesPath", f"a two-way statement depends on {condition}")
+                    yield when_true, (condition, True)
+                    yield when_false, (condition, False)
             else:
-                yield statement, False
+                yield statement, None
 
 
 def main(path):
@@ -58,22 +62,32 @@ def main(path):
         check(globals_.get("Architectures") == ["arm64"], "architecture is not arm64")
         check(globals_.get("Handler") == "bootstrap", "handler is not bootstrap")
         check(function.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda", f"{name}: not built with cargo-lambda")
-        kms_statements = 0
-        for statement, conditional in statements(properties.get("Policies", [])):
+        seen = []
+        for statement, condition in statements(properties.get("Policies", [])):
             actions = set(as_list(statement["Action"]))
             names = {resource_name(r) for r in as_list(statement["Resource"])}
             check(statement.get("Effect") == "Allow", f"{name}: a statement is not Allow")
-            check(not any("*" in n for n in names), f"{name}: a wildcard resource {names}")
-            if conditional:
-                kms_statements += 1
-                check(actions == {"kms:Decrypt", "kms:Encrypt"}, f"{name}: KMS actions {actions}")
-                check(names == {"Ref:KmsKeyArn"}, f"{name}: KMS resources {names}")
-            elif actions == {"ssm:PutParameter"}:
-                check(names == {TOKEN_ARN}, f"{name}: PutParameter on {names}")
-            else:
-                check(actions == {"ssm:GetParameters", "ssm:GetParameter"}, f"{name}: actions {actions}")
-                check(names == PARAMETER_ARNS, f"{name}: reads {names}")
-        check(kms_statements == 1, f"{name}: {kms_statements} KMS statements")
+            # The only wildcard: the mailboxes under the path, and only with a path.
+            wildcards = {n for n in names if "*" in n}
+            check(wildcards <= {MAILBOXES_ARN}, f"{name}: a wildcard resource {wildcards}")
+            seen.append((condition, frozenset(actions), frozenset(names)))
+        expected = [
+            (None, {"ssm:GetParameters"}, {SECRETS_ARN}),
+            (("HasMailboxesPath", True), {"ssm:GetParameters", "ssm:PutParameter"}, {MAILBOXES_ARN}),
+            (("HasMailboxesPath", False), {"ssm:GetParameters", "ssm:PutParameter"}, {TOKEN_ARN}),
+            ("HasKmsKey", {"kms:Decrypt", "kms:Encrypt"}, {"Ref:KmsKeyArn"}),
+        ]
+        if name == "RefreshFunction":
+            # Only the scheduled run enumerates the mailboxes.
+            expected.append(("HasMailboxesPath", {"ssm:GetParametersByPath"}, {PATH_ARN}))
+        expected = [(c, frozenset(a), frozenset(n)) for c, a, n in expected]
+        canonical = lambda items: sorted((str(c), sorted(a), sorted(n)) for c, a, n in items)
+        check(canonical(seen) == canonical(expected), f"{name}: statements {canonical(seen)}")
+        environment = properties.get("Environment", {}).get("Variables", {})
+        if name == "RefreshFunction":
+            check("MAILBOX_CONCURRENCY" in environment, f"{name}: no MAILBOX_CONCURRENCY")
+    shared = globals_.get("Environment", {}).get("Variables", {})
+    check("MAILBOXES_PATH" in shared and "SSM_WRITE_TPS" in shared, "MAILBOXES_PATH or SSM_WRITE_TPS missing")
 
     events = functions["CallbackFunction"]["Properties"]["Events"]
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values() if e["Type"] == "HttpApi"}
@@ -91,7 +105,7 @@ def main(path):
     if problems:
         print("\n".join(problems), file=sys.stderr)
         sys.exit(1)
-    print(f"template ok: {len(functions)} functions, {len(routes)} routes, least-privilege IAM")
+    print(f"template ok: {len(functions)} functions, {len(routes)} routes, least-privilege IAM (one token or a mailboxes path)")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ struct GoogleState {
     latency: Duration,
     refresh_holds: VecDeque<crate::ssm_proxy::Hold>,
     gmail_faults: VecDeque<Fault>,
+    /// Accounts whose every Gmail call answers this status (a storm on one mailbox).
+    failing_accounts: HashMap<String, u16>,
     counter: u64,
     code_redemptions: usize,
     refresh_grants: usize,
@@ -303,6 +305,15 @@ impl FakeGoogle {
 
     pub fn inject_gmail_fault(&self, fault: Fault) {
         self.lock().gmail_faults.push_back(fault);
+    }
+
+    /// Every Gmail call for `account` answers `status` until told otherwise (`None`).
+    pub fn fail_account(&self, account: &str, status: Option<u16>) {
+        let mut state = self.lock();
+        match status {
+            Some(status) => state.failing_accounts.insert(account.to_owned(), status),
+            None => state.failing_accounts.remove(account),
+        };
     }
 
     /// Authorization-code redemptions attempted (valid or not).
@@ -675,7 +686,10 @@ async fn gmail_auth(
         .unwrap_or_default();
     let state = state.lock().unwrap_or_else(|e| e.into_inner());
     match state.access_tokens.get(bearer) {
-        Some(grant) if grant.valid => Ok(grant.account.clone()),
+        Some(grant) if grant.valid => match state.failing_accounts.get(&grant.account) {
+            Some(status) => Err(google_error(*status, "UNAVAILABLE")),
+            None => Ok(grant.account.clone()),
+        },
         _ => Err(google_error(401, "UNAUTHENTICATED")),
     }
 }

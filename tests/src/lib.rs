@@ -29,6 +29,8 @@ pub struct World {
     pub ssm: aws_sdk_ssm::Client,
     pub secrets_param: String,
     pub token_param: String,
+    /// Where many mailboxes live, for tests that set `MAILBOXES_PATH` (see [`World::many`]).
+    pub mailboxes_path: String,
 }
 
 impl World {
@@ -39,6 +41,7 @@ impl World {
         let world = World {
             secrets_param: format!("{prefix}/client-secrets"),
             token_param: format!("{prefix}/token"),
+            mailboxes_path: format!("{prefix}/mailboxes/"),
             google,
             ssm,
         };
@@ -173,6 +176,32 @@ impl World {
             .await
             .map(gmail_refresh::Output::summary)
             .map_err(lambda_runtime::Diagnostic::from)
+    }
+
+    /// The environment setting for many mailboxes under this world's path.
+    pub fn many(&self) -> (&'static str, &str) {
+        ("MAILBOXES_PATH", self.mailboxes_path.as_str())
+    }
+
+    /// The parameter of `account`'s mailbox under this world's path.
+    pub fn mailbox_param(&self, account: &str) -> String {
+        let address = gmail_oauth::mailbox::Address::new(account).expect("an address");
+        gmail_oauth::mailbox::parameter_name(&self.mailboxes_path, &address).expect("a name")
+    }
+
+    /// Stores a token for `account` under the mailboxes path, as `seed_token` does for the
+    /// one token. Returns (refresh token, access token).
+    pub async fn seed_mailbox(&self, account: &str, expiry: DateTime<Utc>) -> (String, String) {
+        let (token, refresh, access) = google_auth_token(&self.google, account, expiry);
+        moto::put(&self.ssm, &self.mailbox_param(account), &token.to_string()).await;
+        (refresh, access)
+    }
+
+    /// `account`'s stored token as JSON, or `None`.
+    pub async fn mailbox_token(&self, account: &str) -> Option<Value> {
+        moto::read(&self.ssm, &self.mailbox_param(account))
+            .await
+            .map(|s| serde_json::from_str(&s.value).expect("stored token is JSON"))
     }
 
     /// Stores a token as google-auth would after a consent by `account`, its access token

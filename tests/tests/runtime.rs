@@ -206,3 +206,59 @@ async fn the_callback_binary_answers_before_its_deadline_when_google_is_slow() {
     assert_eq!(late["statusCode"], 502, "{late}");
     assert!(world.stored_token().await.is_none());
 }
+
+#[tokio::test]
+async fn the_refresh_binary_reports_every_mailbox_and_logs_one_line_each() {
+    let world = World::new("runtime-many").await;
+    world
+        .seed_mailbox("me@example.com", minutes_from_now(-1))
+        .await;
+    let (revoked, _) = world
+        .seed_mailbox("gone@example.com", minutes_from_now(-1))
+        .await;
+    world.google.revoke(&revoked);
+    let env = world.env(&[
+        world.many(),
+        ("AWS_LAMBDA_LOG_FORMAT", "json"),
+        ("AUTHORIZE_URL", "https://abc123.example/authorize"),
+    ]);
+    let function = FunctionProcess::start(release_binary("gmail-refresh"), env).await;
+    let report = function.invoke(scheduled_event()).await.response();
+    assert_eq!(report["totals"]["mailboxes"], 2, "{report}");
+    assert_eq!(report["totals"]["ok"], 1);
+    assert_eq!(report["totals"]["reauthorization_required"], 1);
+    let gone = report["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["account"] == "gone@example.com")
+        .expect("reported");
+    assert_eq!(gone["error_type"], "ReauthorizationRequired");
+    assert!(
+        gone["error"]
+            .as_str()
+            .unwrap()
+            .contains("https://abc123.example/authorize")
+    );
+    let logs = function.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &Value| l["fields"]["account"].is_string())
+        .filter(|l: &Value| {
+            matches!(
+                l["fields"]["message"].as_str(),
+                Some("mailbox done" | "mailbox failed")
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["error_type"] == "ReauthorizationRequired"),
+        "{logs}"
+    );
+    assert_no_secret(&logs, &world.secrets(), "the refresh function's log");
+    assert_no_secret(&report.to_string(), &world.secrets(), "the report");
+}
