@@ -136,6 +136,9 @@ pub enum Settled {
     Recreated,
     /// Consents kept landing while this run healed; the next run repairs.
     GaveUp,
+    /// The write never landed (refused, or failed every attempt): the parameter holds the
+    /// grant that was read, unchanged, and the next run refreshes again.
+    NotWritten,
 }
 
 /// One version as read: its number, when it was written (Parameter Store's
@@ -445,10 +448,15 @@ impl<R: Record> Save<R> {
             } else {
                 self.mine.iter().any(|mine| mine.grant() == source.grant())
             };
-            return Step::Done(match (self.heals > 0, ours) {
-                (true, _) => Settled::Healed,
-                (false, true) => Settled::Stored,
-                (false, false) => Settled::Superseded,
+            let landed = self.mine.is_empty()
+                || self
+                    .window(lo, top)
+                    .any(|(_, value)| self.mine.contains(value));
+            return Step::Done(match (self.heals > 0, ours, landed) {
+                (true, _, _) => Settled::Healed,
+                (false, true, true) => Settled::Stored,
+                (false, true, false) => Settled::NotWritten,
+                (false, false, _) => Settled::Superseded,
             });
         }
         if self.heals >= MAX_HEALS {

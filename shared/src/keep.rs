@@ -115,7 +115,7 @@ where
                 < d.save_reserve.mul_f32(0.9)
         {
             tracing::warn!(mailbox = %label, "no time left to store the refreshed token safely; the next run refreshes again");
-            return Ok(Settled::GaveUp);
+            return Ok(Settled::NotWritten);
         }
         let settled = self
             .repo
@@ -144,6 +144,9 @@ where
             }
             Settled::GaveUp => {
                 tracing::error!(mailbox = %label, "consents kept landing while this run repaired the token; the next run finishes the repair")
+            }
+            Settled::NotWritten => {
+                tracing::warn!(mailbox = %label, "the refreshed token could not be stored; the stored grant is unchanged and the next run refreshes again")
             }
         }
         Ok(settled)

@@ -89,6 +89,9 @@ struct GoogleState {
     code_redemptions: usize,
     refresh_grants: usize,
     gmail_requests: usize,
+    /// Gmail API quota units spent (getProfile 1, messages.list 5, messages.get 5,
+    /// history.list 2), as Google counts them.
+    quota_units: usize,
     list_requests: usize,
     last_query: Option<String>,
     /// Every secret this fake handed out: tests assert none of them leaks.
@@ -330,6 +333,11 @@ impl FakeGoogle {
         self.lock().gmail_requests
     }
 
+    /// Gmail API quota units spent so far.
+    pub fn quota_units(&self) -> usize {
+        self.lock().quota_units
+    }
+
     pub fn list_requests(&self) -> usize {
         self.lock().list_requests
     }
@@ -367,6 +375,11 @@ impl FakeGoogle {
             .expect("location")
             .to_owned()
     }
+}
+
+/// Counts the quota units a Gmail call costs (Google counts refused calls too).
+fn spend(state: &Arc<Mutex<GoogleState>>, units: usize) {
+    state.lock().unwrap_or_else(|e| e.into_inner()).quota_units += units;
 }
 
 async fn latency(state: &Arc<Mutex<GoogleState>>) {
@@ -695,6 +708,7 @@ async fn gmail_auth(
 }
 
 async fn profile(State(state): State<Arc<Mutex<GoogleState>>>, headers: HeaderMap) -> Response {
+    spend(&state, 1);
     match gmail_auth(&state, &headers).await {
         Ok(account) => {
             let total = state
@@ -715,6 +729,7 @@ async fn list_messages(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    spend(&state, 5);
     if let Err(response) = gmail_auth(&state, &headers).await {
         return response;
     }
@@ -754,6 +769,7 @@ async fn get_message(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    spend(&state, 5);
     if let Err(response) = gmail_auth(&state, &headers).await {
         return response;
     }

@@ -2,6 +2,7 @@
 //! the release binaries, real event payloads, and a harness that wires them to the functions.
 
 pub mod api_gateway;
+pub mod benchmarks;
 pub mod browser;
 pub mod events;
 pub mod fake_google;

@@ -112,8 +112,13 @@ impl RuntimeApi {
             .unwrap_or_else(|e| e.into_inner()) = timeout;
     }
 
-    /// Sends one event and waits for the function's answer.
+    /// Sends one event and waits for the function's answer (a minute at most).
     pub async fn invoke(&self, payload: Value) -> Outcome {
+        self.invoke_within(payload, Duration::from_secs(60)).await
+    }
+
+    /// Sends one event and waits for the function's answer, `patience` at most.
+    pub async fn invoke_within(&self, payload: Value, patience: Duration) -> Outcome {
         let id = format!("{:032x}", rand::random::<u128>());
         let (done, answer) = oneshot::channel();
         self.shared
@@ -124,7 +129,7 @@ impl RuntimeApi {
         self.sender
             .send(Pending { id, payload })
             .expect("runtime API queue closed");
-        match tokio::time::timeout(Duration::from_secs(60), answer).await {
+        match tokio::time::timeout(patience, answer).await {
             Ok(Ok(outcome)) => outcome,
             _ => {
                 let init = self
@@ -133,7 +138,7 @@ impl RuntimeApi {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
-                panic!("the function did not answer within 60 s (init error: {init:?})")
+                panic!("the function did not answer within {patience:?} (init error: {init:?})")
             }
         }
     }

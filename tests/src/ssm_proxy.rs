@@ -57,6 +57,55 @@ struct ProxyState {
     holds: VecDeque<(String, Hold)>,
     latency: Duration,
     requests: Vec<String>,
+    /// Parameter Store's quotas, when enforced: reads and writes a second.
+    reads: Option<Bucket>,
+    writes: Option<Bucket>,
+    throttled: usize,
+}
+
+/// A token bucket as AWS enforces a quota: `rate` calls a second, bursts up to one
+/// second's worth.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Bucket {
+        Bucket {
+            rate,
+            tokens: rate,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the proxy saw: calls by kind, and how many it throttled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub reads: usize,
+    pub writes: usize,
+    pub throttled: usize,
+}
+
+fn is_write(operation: &str) -> bool {
+    matches!(
+        operation,
+        "PutParameter" | "DeleteParameter" | "LabelParameterVersion"
+    )
 }
 
 #[derive(Clone)]
@@ -111,6 +160,25 @@ impl SsmProxy {
     /// Adds this delay to every request (a network round trip, for benchmarks).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Enforces Parameter Store's quotas: `reads` and `writes` calls a second (token
+    /// buckets); a call over quota gets `ThrottlingException`, as from AWS.
+    pub fn set_quotas(&self, reads: f64, writes: f64) {
+        let mut state = self.lock();
+        state.reads = Some(Bucket::new(reads));
+        state.writes = Some(Bucket::new(writes));
+    }
+
+    /// Calls seen so far (throttled ones included) and how many were throttled.
+    pub fn counts(&self) -> Counts {
+        let state = self.lock();
+        let writes = state.requests.iter().filter(|o| is_write(o)).count();
+        Counts {
+            reads: state.requests.len() - writes,
+            writes,
+            throttled: state.throttled,
+        }
     }
 
     pub fn clear(&self) {
@@ -181,17 +249,30 @@ async fn forward(
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("unknown")
         .to_owned();
-    let (fault, hold, latency) = {
+    let (fault, hold, latency, over_quota) = {
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(operation.clone());
+        let bucket = if is_write(&operation) {
+            state.writes.as_mut()
+        } else {
+            state.reads.as_mut()
+        };
+        let over_quota = bucket.is_some_and(|b| !b.take());
+        if over_quota {
+            state.throttled += 1;
+        }
         (
             take(&mut state.faults, &operation),
             take(&mut state.holds, &operation),
             state.latency,
+            over_quota,
         )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if over_quota {
+        return aws_error(StatusCode::BAD_REQUEST, "ThrottlingException");
     }
     if let Some(hold) = hold {
         hold.arrive_and_wait().await;

@@ -6,8 +6,9 @@
 //! Cold runs alternate A and B; each is a whole process. With 20 ms added to every call of
 //! the fakes (Google and SSM), the extra wall time over 20 ms is the number of sequential
 //! round trips on the critical path. The warm path is 100 invocations in one A process.
-//! Prints a table and writes it to BENCHMARKS.md. A benchmark, not a test.
+//! Prints a table and writes it to its section of BENCHMARKS.md. A benchmark, not a test.
 
+use integration_tests::benchmarks::{machine, write_section};
 use integration_tests::events::scheduled_event;
 use integration_tests::runtime_api::{FunctionProcess, release_binary};
 use integration_tests::ssm_proxy::SsmProxy;
@@ -169,21 +170,6 @@ fn size(path: &str) -> String {
         .unwrap_or_else(|_| "(not built)".into())
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores, {}", std::env::consts::ARCH)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let world = World::new("bench").await;
@@ -317,7 +303,7 @@ async fn main() {
 
     let date = chrono::Utc::now().format("%Y-%m-%d");
     let report = format!(
-        "# Benchmarks\n\nWritten by `make bench` on {date}, on {}. Medians of {RUNS} cold runs each, A and B \
+        "## One mailbox, cold and warm, against Python\n\nWritten by `make bench` on {date}, on {}. Medians of {RUNS} cold runs each, A and B \
          alternating, against the same moto server and fake Google on loopback. A is the `gmail-refresh` release \
          binary (x86_64 here) started as a process under a Lambda Runtime API, one invocation with an expired \
          token and 25 messages; B is `tests/python/bench_python.py` (boto3, google-auth, google-api-python-client \
@@ -327,7 +313,5 @@ async fn main() {
          wall time added by 20 ms per call, divided by 20 ms.\n\n{table}",
         machine()
     );
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    std::fs::write(&path, report).expect("write BENCHMARKS.md");
-    eprintln!("wrote {}", path.display());
+    write_section("cold", &report);
 }
