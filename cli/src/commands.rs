@@ -84,6 +84,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 query,
                 max_messages: usize::from(max),
                 authorize_url: None,
+                events: None,
             };
             run(&clients, &store, &secrets, account, settings, json).await
         }
@@ -193,6 +194,7 @@ async fn run(
             &repo,
             &clients.google,
             &clients.gmail,
+            &gmail_oauth::events::NoBus,
             &settings,
             Utc::now(),
             None,
@@ -205,6 +207,7 @@ async fn run(
         &repo,
         &clients.google,
         &clients.gmail,
+        &gmail_oauth::events::NoBus,
         &settings,
         Utc::now(),
         None,

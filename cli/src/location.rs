@@ -297,6 +297,13 @@ impl TokenRepository for Repository {
         }
     }
 
+    async fn save_checkpoint(&self, stored: &Stored, checkpoint: &str) -> Result<(), StoreError> {
+        match &self.base {
+            Base::File(repo) => repo.save_checkpoint(stored, checkpoint).await,
+            Base::Ssm(repo) => repo.save_checkpoint(stored, checkpoint).await,
+        }
+    }
+
     async fn unlink(&self, address: Option<&Address>) -> Result<bool, StoreError> {
         match &self.base {
             Base::File(repo) => repo.unlink(address).await,

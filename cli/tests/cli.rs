@@ -532,6 +532,7 @@ async fn run_shows_what_senders_wrote_without_letting_it_drive_the_terminal() {
             from: from.into(),
             subject: subject.into(),
             date: "Mon, 23 Nov 2026 10:00:00 +0000\u{1b}[1A".into(),
+            ..Default::default()
         });
 
     let table = machine.run(&["run"]).await;

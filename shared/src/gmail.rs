@@ -1,4 +1,5 @@
-//! A small Gmail API client: the profile, a message search, and message headers.
+//! A small Gmail API client: the profile, a message search, message headers, and the
+//! mailbox's history (what the events are made from).
 //!
 //! Reference: <https://developers.google.com/gmail/api/reference/rest/v1/users.messages>.
 //! The access token travels only in the `Authorization: Bearer` header, never in a URL.
@@ -39,11 +40,63 @@ pub enum GmailError {
     Malformed { call: &'static str, path: String },
 }
 
+impl GmailError {
+    /// 404: for `users.history.list`, the start is older than the history Gmail keeps.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, GmailError::Rejected { status: 404, .. })
+    }
+}
+
 /// `users.getProfile`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     pub email_address: String,
+    /// The mailbox's current history id (a number, as a string).
+    #[serde(default)]
+    pub history_id: String,
+}
+
+impl Profile {
+    /// The current history id as a number.
+    pub fn history_id(&self) -> Result<u64, GmailError> {
+        self.history_id.parse().map_err(|_| GmailError::Malformed {
+            call: "users.getProfile",
+            path: "historyId".into(),
+        })
+    }
+}
+
+/// `users.history.list` from a start, every page: the records that added messages, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub records: Vec<HistoryRecord>,
+    /// The mailbox's history id when the first page was listed: every record up to it is
+    /// in `records` (or was not an added message with the label).
+    pub current: u64,
+}
+
+/// One history record: its id and the messages it added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub id: u64,
+    pub messages: Vec<String>,
+}
+
+/// What an event says about a message (`format=metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub id: String,
+    pub thread_id: String,
+    pub history_id: String,
+    pub label_ids: Vec<String>,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub date: String,
+    pub internal_date: Option<chrono::DateTime<chrono::Utc>>,
+    pub snippet: String,
+    pub size_estimate: u64,
 }
 
 /// One hit of `users.messages.list`.
@@ -72,11 +125,13 @@ pub trait Mailbox: Send + Sync {
         token: &AccessToken,
     ) -> impl Future<Output = Result<Profile, GmailError>> + Send;
 
-    /// Ids matching `query`, following `nextPageToken` until `max` ids.
+    /// Ids matching `query` (and carrying `label`, a label id, when given), newest first,
+    /// following `nextPageToken` until `max` ids.
     fn list_messages(
         &self,
         token: &AccessToken,
         query: &str,
+        label: Option<&str>,
         max: usize,
     ) -> impl Future<Output = Result<Vec<MessageRef>, GmailError>> + Send;
 
@@ -86,6 +141,23 @@ pub trait Mailbox: Send + Sync {
         token: &AccessToken,
         messages: &[MessageRef],
     ) -> impl Future<Output = Result<Vec<MessageSummary>, GmailError>> + Send;
+
+    /// `users.history.list` after `start` (`historyTypes=messageAdded`, `labelId=label`),
+    /// every page. A start Gmail no longer keeps is a 404 ([`GmailError::is_not_found`]).
+    fn history(
+        &self,
+        token: &AccessToken,
+        start: u64,
+        label: &str,
+    ) -> impl Future<Output = Result<History, GmailError>> + Send;
+
+    /// The metadata of each message, in the order given; `None` for a message that no
+    /// longer exists (404).
+    fn metadata(
+        &self,
+        token: &AccessToken,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Metadata>>, GmailError>> + Send;
 }
 
 /// Gmail over HTTP, sharing the process-wide `reqwest` client.
@@ -112,6 +184,51 @@ struct Message {
     thread_id: String,
     #[serde(default)]
     payload: Payload,
+    #[serde(default)]
+    history_id: String,
+    #[serde(default)]
+    label_ids: Vec<String>,
+    #[serde(default)]
+    snippet: String,
+    #[serde(default)]
+    size_estimate: u64,
+    /// Milliseconds since the epoch, as a string.
+    #[serde(default)]
+    internal_date: String,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> String {
+        self.payload
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryPage {
+    #[serde(default)]
+    history: Vec<HistoryJson>,
+    next_page_token: Option<String>,
+    #[serde(default)]
+    history_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryJson {
+    id: String,
+    #[serde(default)]
+    messages_added: Vec<MessageAdded>,
+}
+
+#[derive(Deserialize)]
+struct MessageAdded {
+    message: MessageRef,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,14 +338,7 @@ impl GmailClient {
         ];
         let url = self.url(&["messages", &message.id], &query);
         let full: Message = self.get("users.messages.get", url, token).await?;
-        let header = |name: &str| {
-            full.payload
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value.clone())
-                .unwrap_or_default()
-        };
+        let header = |name: &str| full.header(name);
         Ok(MessageSummary {
             from: header("From"),
             subject: header("Subject"),
@@ -253,6 +363,7 @@ impl Mailbox for GmailClient {
         &self,
         token: &AccessToken,
         query: &str,
+        label: Option<&str>,
         max: usize,
     ) -> Result<Vec<MessageRef>, GmailError> {
         let mut found: Vec<MessageRef> = Vec::new();
@@ -260,6 +371,9 @@ impl Mailbox for GmailClient {
         while found.len() < max {
             let page_size = (max - found.len()).min(MAX_PAGE_SIZE).to_string();
             let mut params = vec![("q", query), ("maxResults", page_size.as_str())];
+            if let Some(label) = label {
+                params.push(("labelIds", label));
+            }
             if let Some(page) = page_token.as_deref() {
                 params.push(("pageToken", page));
             }
@@ -294,6 +408,116 @@ impl Mailbox for GmailClient {
             .buffered(CONCURRENT_GETS)
             .try_collect()
             .await
+    }
+
+    async fn history(
+        &self,
+        token: &AccessToken,
+        start: u64,
+        label: &str,
+    ) -> Result<History, GmailError> {
+        const CALL: &str = "users.history.list";
+        let number = |raw: &str, path: &str| {
+            raw.parse::<u64>().map_err(|_| GmailError::Malformed {
+                call: CALL,
+                path: path.into(),
+            })
+        };
+        let start = start.to_string();
+        let page_size = MAX_PAGE_SIZE.to_string();
+        let mut history = History::default();
+        let mut page_token: Option<String> = None;
+        let mut first = true;
+        loop {
+            let mut params = vec![
+                ("startHistoryId", start.as_str()),
+                ("historyTypes", "messageAdded"),
+                ("labelId", label),
+                ("maxResults", page_size.as_str()),
+            ];
+            if let Some(page) = page_token.as_deref() {
+                params.push(("pageToken", page));
+            }
+            let page: HistoryPage = self
+                .get(CALL, self.url(&["history"], &params), token)
+                .await?;
+            if first {
+                history.current = number(&page.history_id, "historyId")?;
+                first = false;
+            }
+            for record in page.history {
+                let id = number(&record.id, "history[].id")?;
+                let messages = record
+                    .messages_added
+                    .into_iter()
+                    .map(|added| added.message.id)
+                    .collect();
+                history.records.push(HistoryRecord { id, messages });
+            }
+            match page.next_page_token {
+                Some(next) if !next.is_empty() => page_token = Some(next),
+                _ => break,
+            }
+        }
+        // Pages come in order; a record seen twice (a page boundary moving) counts once.
+        history.records.sort_by_key(|r| r.id);
+        history.records.dedup_by_key(|r| r.id);
+        Ok(history)
+    }
+
+    async fn metadata(
+        &self,
+        token: &AccessToken,
+        ids: &[String],
+    ) -> Result<Vec<Option<Metadata>>, GmailError> {
+        let gets = ids.iter().cloned().map(|id| {
+            let (gmail, token) = (self.clone(), token.clone());
+            async move { gmail.message_metadata(&token, &id).await }
+        });
+        futures_util::stream::iter(gets)
+            .buffered(CONCURRENT_GETS)
+            .try_collect()
+            .await
+    }
+}
+
+impl GmailClient {
+    async fn message_metadata(
+        &self,
+        token: &AccessToken,
+        id: &str,
+    ) -> Result<Option<Metadata>, GmailError> {
+        let query = [
+            ("format", "metadata"),
+            ("metadataHeaders", "From"),
+            ("metadataHeaders", "To"),
+            ("metadataHeaders", "Subject"),
+            ("metadataHeaders", "Date"),
+        ];
+        let url = self.url(&["messages", id], &query);
+        let message: Message = match self.get("users.messages.get", url, token).await {
+            Ok(message) => message,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let internal_date = message
+            .internal_date
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        Ok(Some(Metadata {
+            from: message.header("From"),
+            to: message.header("To"),
+            subject: message.header("Subject"),
+            date: message.header("Date"),
+            internal_date,
+            id: message.id,
+            thread_id: message.thread_id,
+            history_id: message.history_id,
+            label_ids: message.label_ids,
+            snippet: message.snippet,
+            size_estimate: message.size_estimate,
+        }))
     }
 }
 

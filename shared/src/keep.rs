@@ -8,9 +8,11 @@
 use crate::client_secrets::{ClientSecrets, endpoint_url};
 use crate::deadline::{Deadline, within};
 use crate::error::{Chain, Error};
+use crate::events::EventBus;
 use crate::gmail::{GmailError, Mailbox, MessageSummary};
 use crate::oauth::{Grant, OAuthError, Refresher, TokenClient};
-use crate::store::{Settled, Stored, TokenRepository};
+use crate::store::{Settled, Stored, TokenRepository, checkpoint_name};
+use crate::sync::{Checkpoint, EventSettings, SyncError, Synced, sync};
 use crate::token::StoredToken;
 use chrono::{DateTime, TimeDelta, Utc};
 use oauth2::ClientId;
@@ -23,13 +25,17 @@ pub struct MailboxSettings {
     pub max_messages: usize,
     /// The deployed `/authorize` URL, quoted when someone has to consent again.
     pub authorize_url: Option<String>,
+    /// New mail as events (`EVENT_BUS_NAME` set): replaces the summary's search.
+    pub events: Option<EventSettings>,
 }
 
 /// The clients and settings keeping a mailbox needs, and the client secrets read with it.
-pub struct Keeper<'a, R, O, G> {
+pub struct Keeper<'a, R, O, G, B> {
     pub repo: &'a R,
     pub oauth: &'a O,
     pub gmail: &'a G,
+    /// Where events go (used only with `settings.events`).
+    pub bus: &'a B,
     pub secrets: &'a ClientSecrets,
     pub settings: &'a MailboxSettings,
 }
@@ -40,9 +46,31 @@ pub struct Kept {
     /// The token now in use (refreshed or not).
     pub token: StoredToken,
     pub refreshed: bool,
+    /// The summary's messages (without events).
     pub messages: Vec<MessageSummary>,
+    /// What the events sync did (with events).
+    pub synced: Option<Synced>,
     /// How the write-back ended, when there was one.
     pub saved: Option<Settled>,
+}
+
+/// What using the token produced.
+#[derive(Debug, Clone)]
+enum Work {
+    Summaries(Vec<MessageSummary>),
+    Synced(Synced),
+}
+
+/// Why reading the mail failed: Gmail (a 401 is worth one refresh), or anything else.
+enum ReadError {
+    Gmail(GmailError),
+    Other(Error),
+}
+
+impl From<GmailError> for ReadError {
+    fn from(error: GmailError) -> Self {
+        ReadError::Gmail(error)
+    }
 }
 
 /// The longest access-token lifetime believed. Google's access tokens live 3,599 s; a token
@@ -51,11 +79,12 @@ pub struct Kept {
 /// date arithmetic can overflow.
 pub const MAX_ACCESS_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 
-impl<R, O, G> Keeper<'_, R, O, G>
+impl<R, O, G, B> Keeper<'_, R, O, G, B>
 where
     R: TokenRepository,
     O: Refresher,
     G: Mailbox,
+    B: EventBus,
 {
     /// One mailbox's turn: refresh if expiring, read mail (refreshing once more on a 401),
     /// write back if changed. Google and Gmail get the time up to the deadline's save
@@ -95,11 +124,15 @@ where
                 }
             }
         }
-        let messages = outcome?;
+        let (messages, synced) = match outcome? {
+            Work::Summaries(messages) => (messages, None),
+            Work::Synced(synced) => (Vec::new(), Some(synced)),
+        };
         Ok(Kept {
             token: session.token,
             refreshed: session.refreshed,
             messages,
+            synced,
             saved,
         })
     }
@@ -154,31 +187,30 @@ where
 
     /// Refreshes the access token if it is expiring and reads the mail with it, refreshing
     /// once more if Gmail answers 401.
-    async fn use_token(
-        &self,
-        session: &mut Session,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<MessageSummary>, Error> {
+    async fn use_token(&self, session: &mut Session, now: DateTime<Utc>) -> Result<Work, Error> {
         if session.token.expires_within_margin(now) {
             self.refresh(session, now).await?;
         }
-        match self.read_mail(session).await {
-            Err(GmailError::Unauthorized) => {
+        let label = session.stored.label();
+        let reading =
+            |error: GmailError| Error::upstream(format!("reading the mail of {label}"), error);
+        match self.read_mail(session, now).await {
+            Ok(work) => Ok(work),
+            Err(ReadError::Other(error)) => Err(error),
+            Err(ReadError::Gmail(GmailError::Unauthorized)) => {
                 tracing::warn!(mailbox = %session.stored.label(), "Gmail rejected the access token; refreshing once and trying again");
                 self.refresh(session, now).await?;
-                self.read_mail(session).await.map_err(|error| match error {
-                    GmailError::Unauthorized => {
-                        self.reauthorize(session, "Gmail still answers 401 after a token refresh")
+                match self.read_mail(session, now).await {
+                    Ok(work) => Ok(work),
+                    Err(ReadError::Other(error)) => Err(error),
+                    Err(ReadError::Gmail(GmailError::Unauthorized)) => {
+                        Err(self
+                            .reauthorize(session, "Gmail still answers 401 after a token refresh"))
                     }
-                    other => Error::upstream(
-                        format!("reading the mail of {}", session.stored.label()),
-                        other,
-                    ),
-                })
+                    Err(ReadError::Gmail(other)) => Err(reading(other)),
+                }
             }
-            other => other.map_err(|e| {
-                Error::upstream(format!("reading the mail of {}", session.stored.label()), e)
-            }),
+            Err(ReadError::Gmail(other)) => Err(reading(other)),
         }
     }
 
@@ -237,8 +269,14 @@ where
             .await
     }
 
-    /// Lists and summarises the messages; learns the account address if the token lacks it.
-    async fn read_mail(&self, session: &mut Session) -> Result<Vec<MessageSummary>, GmailError> {
+    /// Lists and summarises the messages, or (with events) publishes what arrived since the
+    /// checkpoint and stores the new checkpoint; learns the account address if the token
+    /// lacks it.
+    async fn read_mail(
+        &self,
+        session: &mut Session,
+        now: DateTime<Utc>,
+    ) -> Result<Work, ReadError> {
         let access = session
             .token
             .token
@@ -249,11 +287,56 @@ where
             session.token.account = Some(self.gmail.profile(&access).await?.email_address);
         }
         let settings = self.settings;
-        let ids = self
-            .gmail
-            .list_messages(&access, &settings.query, settings.max_messages)
-            .await?;
-        self.gmail.summaries(&access, &ids).await
+        let Some(events) = &settings.events else {
+            let ids = self
+                .gmail
+                .list_messages(&access, &settings.query, None, settings.max_messages)
+                .await?;
+            return Ok(Work::Summaries(self.gmail.summaries(&access, &ids).await?));
+        };
+        let stored = &session.stored;
+        let label = stored.label();
+        let checkpoint = stored
+            .checkpoint
+            .as_deref()
+            .map(Checkpoint::from_json)
+            .transpose()
+            .map_err(|problem| {
+                ReadError::Other(Error::invalid(format!(
+                    "checkpoint parameter {} {problem}; delete it to publish from now on",
+                    checkpoint_name(&stored.name)
+                )))
+            })?;
+        let account = match &stored.address {
+            Some(address) => address.to_string(),
+            None => session.token.account().unwrap_or_default().to_owned(),
+        };
+        let synced = sync(
+            self.gmail, self.bus, &access, &account, checkpoint, events, now,
+        )
+        .await
+        .map_err(|error| match error {
+            SyncError::Gmail(error) => ReadError::Gmail(error),
+            SyncError::Publish(error) => ReadError::Other(Error::upstream(
+                format!("publishing the new mail of {label}"),
+                error,
+            )),
+        })?;
+        if let Some(moved) = &synced.moved {
+            self.repo
+                .save_checkpoint(stored, &moved.to_json())
+                .await
+                .map_err(|error| {
+                    ReadError::Other(Error::upstream(
+                        format!(
+                            "storing the checkpoint of {label} ({} events published; they will be published again)",
+                            synced.published
+                        ),
+                        error,
+                    ))
+                })?;
+        }
+        Ok(Work::Synced(synced))
     }
 
     fn reauthorize(&self, session: &Session, reason: &str) -> Error {
@@ -323,6 +406,7 @@ mod tests {
             query: "in:inbox".into(),
             max_messages: 25,
             authorize_url: Some("https://x.example/authorize".into()),
+            events: None,
         }
     }
 
@@ -342,6 +426,7 @@ mod tests {
         let secrets = secrets();
         let settings = settings();
         let keeper = Keeper {
+            bus: &crate::events::NoBus,
             repo,
             oauth,
             gmail: &FakeMailbox::accepting(access),
@@ -477,6 +562,7 @@ mod tests {
         let settings = settings();
         let gmail = FakeMailbox::accepting("stale-access");
         let keeper = Keeper {
+            bus: &crate::events::NoBus,
             repo: &repo,
             oauth: &oauth,
             gmail: &gmail,

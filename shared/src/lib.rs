@@ -36,11 +36,12 @@
 //! let endpoint = "https://gmail.googleapis.com".parse().expect("a URL");
 //! let gmail = GmailClient::new(http, endpoint, RetryPolicy::default());
 //! let settings = RunSettings {
-//!     mailbox: MailboxSettings { query: "in:inbox is:unread".into(), max_messages: 25, authorize_url: None },
+//!     mailbox: MailboxSettings { query: "in:inbox is:unread".into(), max_messages: 25, authorize_url: None, events: None },
 //!     concurrency: 8,
 //!     write_interval: std::time::Duration::from_millis(500),
 //! };
-//! let summary = run::run_one(&repo, &google, &gmail, &settings, chrono::Utc::now(), None).await?;
+//! let bus = gmail_oauth::events::NoBus;
+//! let summary = run::run_one(&repo, &google, &gmail, &bus, &settings, chrono::Utc::now(), None).await?;
 //! println!("{} unread", summary.message_count);
 //! # Ok(()) }
 //! ```
@@ -50,6 +51,8 @@ pub mod client_secrets;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod eventbridge;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod flow_cookie;
@@ -64,6 +67,7 @@ pub mod pacing;
 pub mod retry;
 pub mod run;
 pub mod store;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod token;

@@ -12,10 +12,12 @@
 use crate::client_secrets::ClientSecrets;
 use crate::deadline::Deadline;
 use crate::error::{Chain, Error};
+use crate::events::EventBus;
 use crate::gmail::{Mailbox, MessageSummary};
-use crate::keep::{Keeper, MailboxSettings};
+use crate::keep::{Keeper, Kept, MailboxSettings};
 use crate::oauth::Refresher;
 use crate::store::{Entry, Stored, TokenRepository};
+use crate::sync::Synced;
 use crate::token::expiry_format;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -42,6 +44,28 @@ pub struct RunSummary {
     pub query: String,
     pub message_count: usize,
     pub messages: Vec<MessageSummary>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsReport>,
+}
+
+/// What a mailbox's events did in a run (with `EVENT_BUS_NAME`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventsReport {
+    pub events_published: usize,
+    /// The checkpoint (a Gmail `historyId`) after the run.
+    pub checkpoint: String,
+    /// Gmail no longer had the checkpoint's history; the run listed by time instead.
+    pub resynchronised: bool,
+}
+
+impl EventsReport {
+    fn of(synced: &Synced) -> EventsReport {
+        EventsReport {
+            events_published: synced.published,
+            checkpoint: synced.checkpoint.history_id.to_string(),
+            resynchronised: synced.resynchronised,
+        }
+    }
 }
 
 /// How one mailbox's turn ended.
@@ -74,6 +98,8 @@ pub struct MailboxReport {
     pub token_refreshed: bool,
     pub expires_at: String,
     pub message_count: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +115,8 @@ pub struct Totals {
     pub upstream: usize,
     pub invalid: usize,
     pub not_reached: usize,
+    /// Events published, every mailbox together (0 without events).
+    pub events_published: usize,
 }
 
 /// The result of a run over many mailboxes (the Lambda's output with `MAILBOXES_PATH`).
@@ -103,6 +131,7 @@ pub async fn run_one<R: TokenRepository>(
     repo: &R,
     oauth: &impl Refresher,
     gmail: &impl Mailbox,
+    bus: &impl EventBus,
     settings: &RunSettings,
     now: DateTime<Utc>,
     deadline: Option<Deadline>,
@@ -126,6 +155,7 @@ pub async fn run_one<R: TokenRepository>(
         repo,
         oauth,
         gmail,
+        bus,
         secrets: &secrets,
         settings: &settings.mailbox,
     };
@@ -136,6 +166,7 @@ pub async fn run_one<R: TokenRepository>(
         expires_at: expires_at(&kept.token),
         query: settings.mailbox.query.clone(),
         message_count: kept.messages.len(),
+        events: kept.synced.as_ref().map(EventsReport::of),
         messages: kept.messages,
     })
 }
@@ -145,6 +176,7 @@ pub async fn run_many<R: TokenRepository>(
     repo: &R,
     oauth: &impl Refresher,
     gmail: &impl Mailbox,
+    bus: &impl EventBus,
     settings: &RunSettings,
     now: DateTime<Utc>,
     deadline: Option<Deadline>,
@@ -176,6 +208,7 @@ pub async fn run_many<R: TokenRepository>(
         repo,
         oauth,
         gmail,
+        bus,
         secrets: &secrets,
         settings: &settings.mailbox,
     };
@@ -189,15 +222,7 @@ pub async fn run_many<R: TokenRepository>(
             } else {
                 let token = stored.token.clone();
                 match keeper.keep(stored, now, deadline).await {
-                    Ok(kept) => MailboxReport {
-                        account: kept.token.account().map(str::to_owned).unwrap_or(label),
-                        status: Status::Ok,
-                        token_refreshed: kept.refreshed,
-                        expires_at: expires_at(&kept.token),
-                        message_count: kept.messages.len(),
-                        error_type: None,
-                        error: None,
-                    },
+                    Ok(kept) => report_ok(label, &kept),
                     Err(error) => report_failure(label, Some(&token), &error),
                 }
             };
@@ -214,6 +239,7 @@ pub async fn run_many<R: TokenRepository>(
         ..Totals::default()
     };
     for report in &mailboxes {
+        totals.events_published += report.events.as_ref().map_or(0, |e| e.events_published);
         *match report.status {
             Status::Ok => &mut totals.ok,
             Status::ReauthorizationRequired => &mut totals.reauthorization_required,
@@ -229,7 +255,8 @@ pub async fn run_many<R: TokenRepository>(
 type Turn = (usize, Stored);
 
 /// Splits the turns into those that fit before the deadline and those that do not: each
-/// refreshing mailbox needs a write, and the store takes one write per `write_interval`.
+/// refreshing mailbox needs a write, and so may each mailbox's events checkpoint; the store
+/// takes one write per `write_interval`.
 fn admit(
     turns: Vec<Turn>,
     settings: &RunSettings,
@@ -244,7 +271,9 @@ fn admit(
     let mut admitted = Vec::new();
     let mut left = Vec::new();
     for (index, stored) in turns {
-        let writes_after = writes + u32::from(stored.token.expires_within_margin(now));
+        let writes_after = writes
+            + u32::from(stored.token.expires_within_margin(now))
+            + u32::from(settings.mailbox.events.is_some());
         let done_by =
             start + settings.write_interval.saturating_mul(writes_after) + deadline.save_reserve;
         if left.is_empty() && done_by <= deadline.at {
@@ -280,6 +309,19 @@ pub fn parse_client_secrets(location: &str, raw: Option<String>) -> Result<Clien
         .map_err(|problem| Error::invalid_because(format!("parameter {location}"), problem))
 }
 
+fn report_ok(label: String, kept: &Kept) -> MailboxReport {
+    MailboxReport {
+        account: kept.token.account().map(str::to_owned).unwrap_or(label),
+        status: Status::Ok,
+        token_refreshed: kept.refreshed,
+        expires_at: expires_at(&kept.token),
+        message_count: kept.messages.len(),
+        events: kept.synced.as_ref().map(EventsReport::of),
+        error_type: None,
+        error: None,
+    }
+}
+
 fn not_reached(stored: &Stored) -> MailboxReport {
     MailboxReport {
         account: stored.label(),
@@ -287,6 +329,7 @@ fn not_reached(stored: &Stored) -> MailboxReport {
         token_refreshed: false,
         expires_at: expires_at(&stored.token),
         message_count: 0,
+        events: None,
         error_type: None,
         error: Some("the run's deadline came first; this mailbox goes first next run".into()),
     }
@@ -303,6 +346,7 @@ fn report_failure(
         token_refreshed: false,
         expires_at: token.map(expires_at).unwrap_or_default(),
         message_count: 0,
+        events: None,
         error_type: Some(error.error_type()),
         error: Some(Chain(error).to_string()),
     }
@@ -321,6 +365,9 @@ fn log(report: &MailboxReport) {
             status = ?report.status,
             token_refreshed = report.token_refreshed,
             message_count = report.message_count,
+            events_published = report.events.as_ref().map(|e| e.events_published),
+            checkpoint = report.events.as_ref().map(|e| e.checkpoint.as_str()),
+            resynchronised = report.events.as_ref().map(|e| e.resynchronised),
             "mailbox done"
         ),
         Some(error_type) => tracing::error!(
@@ -344,6 +391,7 @@ fn expires_at(token: &crate::token::StoredToken) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::NoBus;
     use crate::mailbox::{Address, parameter_name};
     use crate::oauth::OAuthError;
     use crate::testing::*;
@@ -354,6 +402,7 @@ mod tests {
                 query: "in:inbox".into(),
                 max_messages: 25,
                 authorize_url: None,
+                events: None,
             },
             concurrency,
             write_interval: Duration::from_millis(500),
@@ -382,7 +431,7 @@ mod tests {
         let oauth =
             ScriptedRefresher::by_token(vec![(Some("1//revoked"), Err(OAuthError::InvalidGrant))]);
         let gmail = FakeMailbox::accepting("valid");
-        let report = run_many(&repo, &oauth, &gmail, &settings(2), now(), None)
+        let report = run_many(&repo, &oauth, &gmail, &NoBus, &settings(2), now(), None)
             .await
             .unwrap();
         let status = |account: &str| {
@@ -411,6 +460,7 @@ mod tests {
                 upstream: 0,
                 invalid: 2,
                 not_reached: 0,
+                events_published: 0,
             }
         );
         let failed = report
@@ -461,9 +511,17 @@ mod tests {
             write_interval: Duration::from_secs(2),
             ..settings(8)
         };
-        let report = run_many(&repo, &oauth, &gmail, &settings, now(), Some(deadline))
-            .await
-            .unwrap();
+        let report = run_many(
+            &repo,
+            &oauth,
+            &gmail,
+            &NoBus,
+            &settings,
+            now(),
+            Some(deadline),
+        )
+        .await
+        .unwrap();
         let reached: Vec<&str> = report
             .mailboxes
             .iter()
@@ -488,13 +546,13 @@ mod tests {
         ));
         let oauth = ScriptedRefresher::new(vec![Err(OAuthError::InvalidGrant)]);
         let gmail = FakeMailbox::accepting("*");
-        let error = run_one(&repo, &oauth, &gmail, &settings(1), now(), None)
+        let error = run_one(&repo, &oauth, &gmail, &NoBus, &settings(1), now(), None)
             .await
             .unwrap_err();
         assert_eq!(error.error_type(), "ReauthorizationRequired");
 
         let empty = many(&[]);
-        let report = run_many(&empty, &oauth, &gmail, &settings(1), now(), None)
+        let report = run_many(&empty, &oauth, &gmail, &NoBus, &settings(1), now(), None)
             .await
             .unwrap();
         assert_eq!(report.totals, Totals::default());

@@ -3,7 +3,9 @@
 //! Parameter Store (the real protocol). Integration tests use moto and the fake Google.
 
 use crate::client_secrets::ClientSecrets;
-use crate::gmail::{GmailError, Mailbox, MessageRef, MessageSummary, Profile};
+use crate::gmail::{
+    GmailError, History, HistoryRecord, Mailbox, MessageRef, MessageSummary, Metadata, Profile,
+};
 use crate::oauth::{CodeExchanger, Grant, OAuthError, Refresher, TokenClient};
 use crate::store::{Layout, MemoryParameters, ParameterRepository};
 use crate::token::{StoredToken, expiry_format};
@@ -125,6 +127,28 @@ pub struct FakeMailbox {
     pub account: String,
     pub valid_token: Mutex<String>,
     pub unauthorized_once: Mutex<bool>,
+    /// The mailbox's history, for the events.
+    pub history: Mutex<FakeHistory>,
+}
+
+/// Messages added, one history record each; ids below `floor` are no longer kept.
+#[derive(Debug, Default)]
+pub struct FakeHistory {
+    pub current: u64,
+    pub floor: u64,
+    /// (history id, message id), in order.
+    pub added: Vec<(u64, String)>,
+    pub deleted: Vec<String>,
+    pub history_calls: usize,
+    pub get_calls: usize,
+}
+
+impl FakeHistory {
+    /// A message arrives: a new history record.
+    pub fn deliver(&mut self, id: &str) {
+        self.current += 1;
+        self.added.push((self.current, id.to_owned()));
+    }
 }
 
 impl FakeMailbox {
@@ -133,6 +157,10 @@ impl FakeMailbox {
             account: "me@example.com".into(),
             valid_token: Mutex::new(token.into()),
             unauthorized_once: Mutex::new(false),
+            history: Mutex::new(FakeHistory {
+                current: 100,
+                ..FakeHistory::default()
+            }),
         }
     }
 
@@ -162,6 +190,7 @@ impl Mailbox for FakeMailbox {
         self.check(token)?;
         Ok(Profile {
             email_address: self.account.clone(),
+            history_id: self.mail().current.to_string(),
         })
     }
 
@@ -169,9 +198,24 @@ impl Mailbox for FakeMailbox {
         &self,
         token: &AccessToken,
         _: &str,
+        label: Option<&str>,
         max: usize,
     ) -> Result<Vec<MessageRef>, GmailError> {
         self.check(token)?;
+        if label.is_some() {
+            // Every message delivered, newest first.
+            return Ok(self
+                .mail()
+                .added
+                .iter()
+                .rev()
+                .take(max)
+                .map(|(_, id)| MessageRef {
+                    id: id.clone(),
+                    thread_id: id.clone(),
+                })
+                .collect());
+        }
         Ok(["m1", "m2"]
             .iter()
             .take(max)
@@ -198,6 +242,74 @@ impl Mailbox for FakeMailbox {
                 date: "d".into(),
             })
             .collect())
+    }
+
+    async fn history(
+        &self,
+        token: &AccessToken,
+        start: u64,
+        _label: &str,
+    ) -> Result<History, GmailError> {
+        self.check(token)?;
+        let mut mail = self.mail();
+        mail.history_calls += 1;
+        if start < mail.floor {
+            return Err(GmailError::Rejected {
+                call: "users.history.list",
+                status: 404,
+                reason: Some("NOT_FOUND".into()),
+            });
+        }
+        Ok(History {
+            records: mail
+                .added
+                .iter()
+                .filter(|(h, _)| *h > start)
+                .map(|(h, id)| HistoryRecord {
+                    id: *h,
+                    messages: vec![id.clone()],
+                })
+                .collect(),
+            current: mail.current,
+        })
+    }
+
+    async fn metadata(
+        &self,
+        token: &AccessToken,
+        ids: &[String],
+    ) -> Result<Vec<Option<Metadata>>, GmailError> {
+        self.check(token)?;
+        let mut mail = self.mail();
+        mail.get_calls += ids.len();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let history = mail.added.iter().find(|(_, m)| m == id)?.0;
+                (!mail.deleted.contains(id)).then(|| Metadata {
+                    id: id.clone(),
+                    thread_id: id.clone(),
+                    history_id: history.to_string(),
+                    label_ids: vec!["INBOX".into()],
+                    from: "a@example.org".into(),
+                    to: self.account.clone(),
+                    subject: format!("message {id}"),
+                    date: String::new(),
+                    internal_date: chrono::DateTime::from_timestamp(
+                        1_795_000_000 + history as i64,
+                        0,
+                    ),
+                    snippet: String::new(),
+                    size_estimate: 1,
+                })
+            })
+            .collect())
+    }
+}
+
+impl FakeMailbox {
+    pub fn mail(&self) -> std::sync::MutexGuard<'_, FakeHistory> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

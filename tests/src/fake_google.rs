@@ -55,13 +55,38 @@ struct AccessGrant {
     valid: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FakeMessage {
     pub id: String,
     pub thread_id: String,
     pub from: String,
     pub subject: String,
     pub date: String,
+    pub to: String,
+    pub snippet: String,
+    /// Label ids (`INBOX` when delivered without any).
+    pub labels: Vec<String>,
+    /// When Gmail received it (ms since the epoch); set on delivery.
+    pub internal_date_ms: i64,
+    /// The history record that added it; set on delivery.
+    pub history_id: u64,
+}
+
+impl FakeMessage {
+    /// A message with plain headers, numbered `n`.
+    pub fn numbered(n: usize) -> FakeMessage {
+        FakeMessage {
+            id: format!("msg{n:04}"),
+            thread_id: format!("thr{n:04}"),
+            from: format!("Sender {n} <sender{n}@example.org>"),
+            subject: format!("Subject number {n}"),
+            date: format!("Mon, 23 Nov 2026 10:{:02}:00 +0000", n % 60),
+            to: "me@example.com".into(),
+            snippet: format!("Snippet of message {n}"),
+            labels: vec!["INBOX".into(), "UNREAD".into()],
+            ..FakeMessage::default()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -94,11 +119,50 @@ struct GoogleState {
     quota_units: usize,
     list_requests: usize,
     last_query: Option<String>,
+    /// The mailbox's history id: grows with every change.
+    history_id: u64,
+    /// (history id, message id) of every `messageAdded` record, in order.
+    history: Vec<(u64, String)>,
+    /// History below this id is no longer kept: `history.list` from it answers 404.
+    history_floor: u64,
+    history_requests: usize,
+    get_requests: usize,
+    /// Messages delivered once this many Gmail requests have been answered (mail
+    /// arriving while a run is in progress).
+    pending: Vec<(usize, FakeMessage)>,
     /// Every secret this fake handed out: tests assert none of them leaks.
     issued_secrets: Vec<String>,
 }
 
 impl GoogleState {
+    fn deliver(&mut self, mut message: FakeMessage) -> String {
+        self.history_id += 1;
+        message.history_id = self.history_id;
+        if message.labels.is_empty() {
+            message.labels = vec!["INBOX".into()];
+        }
+        if message.internal_date_ms == 0 {
+            message.internal_date_ms = chrono::Utc::now().timestamp_millis();
+        }
+        self.history.push((self.history_id, message.id.clone()));
+        let id = message.id.clone();
+        self.messages.retain(|m| m.id != id);
+        self.messages.push(message);
+        id
+    }
+
+    /// Delivers the pending messages whose time has come.
+    fn deliver_pending(&mut self) {
+        let due = self.gmail_requests;
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(at, _)| *at <= due);
+        self.pending = later;
+        for (_, message) in now {
+            self.deliver(message);
+        }
+    }
+
     fn fresh(&mut self, prefix: &str) -> String {
         self.counter += 1;
         let random: u64 = rand::random();
@@ -134,6 +198,7 @@ impl FakeGoogle {
             account: "me@example.com".into(),
             page_size_cap: 10,
             expires_in: 3599,
+            history_id: 4242,
             ..GoogleState::default()
         }));
         let app = Router::new()
@@ -144,6 +209,7 @@ impl FakeGoogle {
             .route("/gmail/v1/users/me/profile", get(profile))
             .route("/gmail/v1/users/me/messages", get(list_messages))
             .route("/gmail/v1/users/me/messages/{id}", get(get_message))
+            .route("/gmail/v1/users/me/history", get(list_history))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -251,22 +317,78 @@ impl FakeGoogle {
         self.lock().expires_in = seconds;
     }
 
-    /// Adds one message, with whatever headers a sender chose.
+    /// Adds one message, with whatever headers a sender chose (delivered: it gets a
+    /// history record).
     pub fn add_message(&self, message: FakeMessage) {
-        self.lock().messages.push(message);
+        self.lock().deliver(message);
     }
 
-    /// Replaces the mailbox with `count` messages.
+    /// Replaces the mailbox with `count` messages (their history kept).
     pub fn set_messages(&self, count: usize) {
-        self.lock().messages = (1..=count)
-            .map(|i| FakeMessage {
-                id: format!("msg{i:04}"),
-                thread_id: format!("thr{i:04}"),
-                from: format!("Sender {i} <sender{i}@example.org>"),
-                subject: format!("Subject number {i}"),
-                date: format!("Mon, 23 Nov 2026 10:{:02}:00 +0000", i % 60),
+        let mut state = self.lock();
+        state.messages.clear();
+        for n in 1..=count {
+            state.deliver(FakeMessage::numbered(n));
+        }
+    }
+
+    /// Delivers `message` now: a new history record, the newest message. Returns its id.
+    pub fn deliver(&self, message: FakeMessage) -> String {
+        self.lock().deliver(message)
+    }
+
+    /// Delivers `message` once `after` more Gmail requests have been answered: mail that
+    /// arrives while a run is in progress.
+    pub fn deliver_during_run(&self, after: usize, message: FakeMessage) {
+        let mut state = self.lock();
+        let at = state.gmail_requests + after;
+        state.pending.push((at, message));
+    }
+
+    /// Another change to the mailbox (a label, a read mark): the history id grows, no
+    /// message is added.
+    pub fn touch(&self) {
+        self.lock().history_id += 1;
+    }
+
+    /// Deletes a message: its history stays, `messages.get` answers 404.
+    pub fn delete_message(&self, id: &str) {
+        self.lock().messages.retain(|m| m.id != id);
+    }
+
+    /// Forgets the history up to now: `history.list` from an older id answers 404.
+    pub fn expire_history(&self) {
+        let mut state = self.lock();
+        state.history_floor = state.history_id;
+    }
+
+    pub fn history_id(&self) -> u64 {
+        self.lock().history_id
+    }
+
+    pub fn history_requests(&self) -> usize {
+        self.lock().history_requests
+    }
+
+    pub fn get_requests(&self) -> usize {
+        self.lock().get_requests
+    }
+
+    /// Ids of the messages delivered with `label`, oldest first.
+    pub fn delivered_with(&self, label: &str) -> Vec<String> {
+        let state = self.lock();
+        state
+            .history
+            .iter()
+            .filter(|(_, id)| {
+                state
+                    .messages
+                    .iter()
+                    .find(|m| &m.id == id)
+                    .is_none_or(|m| m.labels.iter().any(|l| l == label))
             })
-            .collect();
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// The most ids one list page holds (10 by default, to exercise paging; Gmail's is 500).
@@ -687,6 +809,7 @@ async fn gmail_auth(
     let injected = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.gmail_requests += 1;
+        state.deliver_pending();
         state.gmail_faults.pop_front()
     };
     if let Some(response) = fault(injected).await {
@@ -711,13 +834,12 @@ async fn profile(State(state): State<Arc<Mutex<GoogleState>>>, headers: HeaderMa
     spend(&state, 1);
     match gmail_auth(&state, &headers).await {
         Ok(account) => {
-            let total = state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .messages
-                .len();
+            let (total, history_id) = {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                (state.messages.len(), state.history_id)
+            };
             json_ok(
-                json!({ "emailAddress": account, "messagesTotal": total, "threadsTotal": total, "historyId": "4242" }),
+                json!({ "emailAddress": account, "messagesTotal": total, "threadsTotal": total, "historyId": history_id.to_string() }),
             )
         }
         Err(response) => response,
@@ -748,17 +870,108 @@ async fn list_messages(
         .get("pageToken")
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let end = (start + asked.min(state.page_size_cap)).min(state.messages.len());
-    let page: Vec<Value> = state.messages[start.min(end)..end]
+    // With `labelIds` or `after:<epoch seconds>`, as Gmail does: only those, newest first.
+    let label = params.get("labelIds").cloned();
+    let after_ms = params
+        .get("q")
+        .and_then(|q| q.split_whitespace().find_map(|w| w.strip_prefix("after:")))
+        .and_then(|s| s.parse::<i64>().ok())
+        .map(|s| s * 1000);
+    let listed: Vec<&FakeMessage> = if label.is_none() && after_ms.is_none() {
+        state.messages.iter().collect()
+    } else {
+        state
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| label.as_ref().is_none_or(|l| m.labels.contains(l)))
+            .filter(|m| after_ms.is_none_or(|a| m.internal_date_ms > a))
+            .collect()
+    };
+    let end = (start + asked.min(state.page_size_cap)).min(listed.len());
+    let page: Vec<Value> = listed[start.min(end)..end]
         .iter()
         .map(|m| json!({ "id": m.id, "threadId": m.thread_id }))
         .collect();
-    let mut answer = json!({ "resultSizeEstimate": state.messages.len() });
+    let mut answer = json!({ "resultSizeEstimate": listed.len() });
     if !page.is_empty() {
         answer["messages"] = Value::from(page);
     }
-    if end < state.messages.len() {
+    if end < listed.len() {
         answer["nextPageToken"] = Value::from(end.to_string());
+    }
+    json_ok(answer)
+}
+
+/// `users.history.list` as Gmail answers it: records after `startHistoryId` (404 below
+/// the retention floor), `messageAdded` only, filtered by `labelId`, in pages, with the
+/// mailbox's current `historyId`.
+async fn list_history(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    spend(&state, 2);
+    if let Err(response) = gmail_auth(&state, &headers).await {
+        return response;
+    }
+    let params = form(query.unwrap_or_default().as_bytes());
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.history_requests += 1;
+    let Some(start) = params
+        .get("startHistoryId")
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return google_error(400, "INVALID_ARGUMENT");
+    };
+    if start < state.history_floor {
+        return google_error(404, "NOT_FOUND");
+    }
+    let asked: usize = params
+        .get("maxResults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100);
+    if asked == 0 || asked > 500 {
+        return google_error(400, "INVALID_ARGUMENT");
+    }
+    // The page token is the last record id of the previous page.
+    let after = params
+        .get("pageToken")
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(start);
+    let label = params.get("labelId").cloned();
+    let matching: Vec<Value> = state
+        .history
+        .iter()
+        .filter(|(id, _)| *id > after)
+        .filter_map(|(id, message)| {
+            let labels = state
+                .messages
+                .iter()
+                .find(|m| &m.id == message)
+                .map(|m| m.labels.clone())
+                .unwrap_or_else(|| vec!["INBOX".into()]);
+            if label.as_ref().is_some_and(|l| !labels.contains(l)) {
+                return None;
+            }
+            let added = json!({ "id": message, "threadId": message, "labelIds": labels });
+            Some(json!({
+                "id": id.to_string(),
+                "messages": [{ "id": message, "threadId": message }],
+                "messagesAdded": [{ "message": added }],
+            }))
+        })
+        .collect();
+    let size = asked.min(state.page_size_cap);
+    let page: Vec<Value> = matching.iter().take(size).cloned().collect();
+    let mut answer = json!({ "historyId": state.history_id.to_string() });
+    if matching.len() > size
+        && let Some(last) = page.last().and_then(|r| r["id"].as_str())
+    {
+        answer["nextPageToken"] = Value::from(last.to_owned());
+    }
+    if !page.is_empty() {
+        answer["history"] = Value::from(page);
     }
     json_ok(answer)
 }
@@ -785,12 +998,14 @@ async fn get_message(
         .filter(|(k, _)| k == "metadataHeaders")
         .map(|(_, v)| v.as_str())
         .collect();
-    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.get_requests += 1;
     let Some(message) = state.messages.iter().find(|m| m.id == id) else {
         return google_error(404, "NOT_FOUND");
     };
     let headers: Vec<Value> = [
         ("From", &message.from),
+        ("To", &message.to),
         ("Subject", &message.subject),
         ("Date", &message.date),
     ]
@@ -801,8 +1016,10 @@ async fn get_message(
     json_ok(json!({
         "id": message.id,
         "threadId": message.thread_id,
-        "labelIds": ["INBOX", "UNREAD"],
-        "snippet": "",
+        "labelIds": message.labels,
+        "snippet": message.snippet,
+        "historyId": message.history_id.to_string(),
+        "internalDate": message.internal_date_ms.to_string(),
         "sizeEstimate": 2048,
         "payload": { "mimeType": "multipart/alternative", "headers": headers },
     }))

@@ -10,10 +10,12 @@ pub mod fixtures;
 pub mod moto;
 pub mod runtime_api;
 pub mod ssm_proxy;
+pub mod subscriber;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use fake_google::{CLIENT_ID, CLIENT_SECRET, FakeGoogle, GMAIL_READONLY};
 use gmail_oauth::config::CommonConfig;
+use gmail_oauth::eventbridge::EventBridgeBus;
 use gmail_oauth::run::RunSummary;
 use gmail_oauth::store::{ParameterRepository, SsmParameters};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
@@ -22,6 +24,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// The repository the functions use, over SSM (moto in the tests).
 pub type Repo = ParameterRepository<SsmParameters>;
+
+/// The refresh function as the tests build it: SSM and EventBridge (moto, or a proxy).
+pub type RefreshApp = gmail_refresh::Refresh<Repo, EventBridgeBus>;
 
 /// One test's world: a fresh fake Google, its own parameter names in the shared moto, and
 /// client secrets stored there.
@@ -113,13 +118,19 @@ impl World {
     }
 
     /// The refresh function, configured from `env(extra)`.
-    pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> gmail_refresh::Refresh<Repo> {
+    pub async fn refresh_app(&self, extra: &[(&str, &str)]) -> RefreshApp {
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
         let store = Self::repository(&config.common, moto::moto().ssm().await);
+        let sdk = moto::sdk_config(&moto::moto().endpoint).load().await;
+        let bus = EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            config.event_bus.clone().unwrap_or_default(),
+        );
         gmail_refresh::Refresh::new(
             config,
             store,
+            bus,
             gmail_oauth::oauth::http_client().expect("HTTP client"),
         )
     }
@@ -132,7 +143,7 @@ impl World {
         &self,
         proxy: &ssm_proxy::SsmProxy,
         extra: &[(&str, &str)],
-    ) -> gmail_refresh::Refresh<Repo> {
+    ) -> RefreshApp {
         use std::time::Duration;
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
@@ -151,8 +162,13 @@ impl World {
             config.common.gmail_api_endpoint.clone(),
             fast,
         );
+        let sdk = proxy.fast_config().await;
         gmail_refresh::Refresh {
-            store: Self::repository(&config.common, proxy.fast_client().await),
+            store: Self::repository(&config.common, aws_sdk_ssm::Client::new(&sdk)),
+            bus: EventBridgeBus::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                config.event_bus.clone().unwrap_or_default(),
+            ),
             google: gmail_oauth::oauth::GoogleOAuth::with_retry(
                 http,
                 gmail_oauth::retry::RetryPolicy {

@@ -1,7 +1,8 @@
-//! A small HTTP proxy in front of moto that can answer SSM requests with the failures AWS
-//! produces — `ThrottlingException`, a 5xx, a delay, a request that takes effect but whose
-//! answer is lost — or hold one request until the test lets it go, then passes everything
-//! else through unchanged.
+//! A small HTTP proxy in front of moto that can answer AWS JSON-protocol requests (SSM, and
+//! EventBridge through the same proxy) with the failures AWS produces —
+//! `ThrottlingException`, a 5xx, a delay, a request that takes effect but whose answer is
+//! lost, a `PutEvents` that takes only some of its entries — or hold one request until the
+//! test lets it go, then passes everything else through unchanged.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +26,9 @@ pub enum SsmFault {
     /// Pass the request through (it takes effect), then lose the answer: a 500 as when the
     /// connection breaks after SSM committed. The SDK retries it.
     CommitThenLose,
+    /// `PutEvents` only: the entries at these positions fail (`InternalFailure`, as
+    /// EventBridge reports a partial failure); the others go through.
+    FailEntries(Vec<usize>),
 }
 
 /// A request held until [`Hold::release`]; [`Hold::reached`] resolves once it arrived.
@@ -195,7 +199,13 @@ impl SsmProxy {
     /// An SSM client through this proxy with scaled-down timeouts and backoff (the SDK's
     /// standard retry mode, 3 attempts), for fault tests that run by the thousand.
     pub async fn fast_client(&self) -> aws_sdk_ssm::Client {
-        let config = crate::moto::sdk_config(&self.endpoint)
+        aws_sdk_ssm::Client::new(&self.fast_config().await)
+    }
+
+    /// The SDK configuration of [`SsmProxy::fast_client`], for any service's client
+    /// (EventBridge goes through the same proxy).
+    pub async fn fast_config(&self) -> aws_config::SdkConfig {
+        crate::moto::sdk_config(&self.endpoint)
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(3)
@@ -210,9 +220,81 @@ impl SsmProxy {
                     .build(),
             )
             .load()
-            .await;
-        aws_sdk_ssm::Client::new(&config)
+            .await
     }
+}
+
+/// Sends `PutEvents` on with the entries at `failing` left out, and answers as EventBridge
+/// does for a partial failure: one result per entry, in order, `FailedEntryCount`.
+async fn partial_put_events(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    failing: &[usize],
+) -> Response {
+    let Ok(mut request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return aws_error(StatusCode::BAD_REQUEST, "ValidationException");
+    };
+    let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+    let kept: Vec<serde_json::Value> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !failing.contains(i))
+        .map(|(_, e)| e.clone())
+        .collect();
+    let mut ids: std::collections::VecDeque<serde_json::Value> = Default::default();
+    if !kept.is_empty() {
+        request["Entries"] = serde_json::Value::from(kept);
+        let body = Bytes::from(request.to_string());
+        let answer = send_upstream(shared, Method::POST, uri, headers, body).await;
+        let Ok(answer) = answer else {
+            return aws_error(StatusCode::BAD_GATEWAY, "InternalFailure");
+        };
+        let json: serde_json::Value = answer.json().await.unwrap_or_default();
+        ids = json["Entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into();
+    }
+    let mut failed = 0;
+    let results: Vec<serde_json::Value> = (0..entries.len())
+        .map(|i| {
+            if failing.contains(&i) {
+                failed += 1;
+                serde_json::json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "injected by the test proxy" })
+            } else {
+                ids.pop_front().unwrap_or_default()
+            }
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-amz-json-1.1")],
+        serde_json::json!({ "FailedEntryCount": failed, "Entries": results }).to_string(),
+    )
+        .into_response()
+}
+
+async fn send_upstream(
+    shared: &Shared,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut request = shared
+        .http
+        .request(method, format!("{}{path}", shared.upstream))
+        .body(body);
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    request.send().await
 }
 
 fn take<T: Clone>(queue: &mut VecDeque<(String, T)>, operation: &str) -> Option<T> {
@@ -289,19 +371,12 @@ async fn forward(
             );
         }
         Some(SsmFault::Delay(delay)) => tokio::time::sleep(delay).await,
-        Some(SsmFault::CommitThenLose) | None => {}
-    }
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = shared
-        .http
-        .request(method, format!("{}{path}", shared.upstream))
-        .body(body);
-    for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name, value);
+        Some(SsmFault::FailEntries(positions)) if operation == "PutEvents" => {
+            return partial_put_events(&shared, &uri, &headers, &body, &positions).await;
         }
+        Some(SsmFault::CommitThenLose) | Some(SsmFault::FailEntries(_)) | None => {}
     }
-    match request.send().await {
+    match send_upstream(&shared, method, &uri, &headers, body).await {
         Ok(_) if lose_answer => aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         Ok(upstream) => {
             let status = upstream.status();

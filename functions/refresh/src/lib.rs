@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
 use gmail_oauth::deadline::Deadline;
 use gmail_oauth::error::Chain;
+use gmail_oauth::events::EventBus;
 use gmail_oauth::gmail::GmailClient;
 use gmail_oauth::keep::MailboxSettings;
 use gmail_oauth::oauth::GoogleOAuth;
 use gmail_oauth::retry::RetryPolicy;
 use gmail_oauth::run::{self, Report, RunSettings, RunSummary};
 use gmail_oauth::store::{Layout, TokenRepository};
+use gmail_oauth::sync::{DEFAULT_LABEL, DEFAULT_MAX_EVENTS, EventSettings};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 
@@ -26,6 +28,8 @@ pub const DEFAULT_MAX_MESSAGES: usize = 25;
 pub struct Config {
     pub common: CommonConfig,
     pub run: RunSettings,
+    /// `EVENT_BUS_NAME`: where new mail goes as events (unset: no events).
+    pub event_bus: Option<String>,
 }
 
 impl Config {
@@ -42,16 +46,41 @@ impl Config {
                     problem: "must be a whole number from 1 to 500".into(),
                 })?,
         };
+        let event_bus = config::var(lookup, "EVENT_BUS_NAME");
+        let events = match &event_bus {
+            None => None,
+            Some(_) => Some(EventSettings {
+                label: config::var(lookup, "GMAIL_LABEL").unwrap_or_else(|| DEFAULT_LABEL.into()),
+                max_events: match config::var(lookup, "MAX_EVENTS_PER_RUN") {
+                    None => DEFAULT_MAX_EVENTS,
+                    Some(raw) => raw
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| ConfigError {
+                            name: "MAX_EVENTS_PER_RUN",
+                            problem: "must be a whole number from 1 to 10000".into(),
+                        })?,
+                },
+                backfill: config::var(lookup, "BACKFILL_QUERY"),
+                publish_retry: RetryPolicy::default(),
+            }),
+        };
         let run = RunSettings {
             mailbox: MailboxSettings {
                 query: config::var(lookup, "GMAIL_QUERY").unwrap_or_else(|| DEFAULT_QUERY.into()),
                 max_messages,
                 authorize_url: config::var(lookup, "AUTHORIZE_URL"),
+                events,
             },
             concurrency: config::concurrency(lookup)?,
             write_interval: std::time::Duration::from_secs_f64(1.0 / common.ssm.write_tps),
         };
-        Ok(Config { common, run })
+        Ok(Config {
+            common,
+            run,
+            event_bus,
+        })
     }
 }
 
@@ -110,15 +139,17 @@ impl From<RunError> for Diagnostic {
 }
 
 /// Everything built once per process and reused by warm invocations.
-pub struct Refresh<S> {
+pub struct Refresh<S, B> {
     pub config: Config,
     pub store: S,
     pub google: GoogleOAuth,
     pub gmail: GmailClient,
+    /// The event bus (used only with `EVENT_BUS_NAME`).
+    pub bus: B,
 }
 
-impl<S: TokenRepository> Refresh<S> {
-    pub fn new(config: Config, store: S, http: reqwest::Client) -> Self {
+impl<S: TokenRepository, B: EventBus> Refresh<S, B> {
+    pub fn new(config: Config, store: S, bus: B, http: reqwest::Client) -> Self {
         let gmail = GmailClient::new(
             http.clone(),
             config.common.gmail_api_endpoint.clone(),
@@ -128,6 +159,7 @@ impl<S: TokenRepository> Refresh<S> {
             google: GoogleOAuth::new(http),
             gmail,
             store,
+            bus,
             config,
         }
     }
@@ -150,6 +182,7 @@ impl<S: TokenRepository> Refresh<S> {
                 &self.store,
                 &self.google,
                 &self.gmail,
+                &self.bus,
                 settings,
                 now,
                 deadline,
@@ -160,6 +193,7 @@ impl<S: TokenRepository> Refresh<S> {
                 &self.store,
                 &self.google,
                 &self.gmail,
+                &self.bus,
                 settings,
                 now,
                 deadline,
@@ -187,6 +221,7 @@ impl<S: TokenRepository> Refresh<S> {
                     upstream = t.upstream,
                     invalid = t.invalid,
                     not_reached = t.not_reached,
+                    events_published = t.events_published,
                     "run complete"
                 );
                 Ok(Output::Many(report))

@@ -22,7 +22,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.common.client_secrets_param.clone(),
         config.common.layout(),
     );
-    let refresh = Refresh::new(config, store, gmail_oauth::oauth::http_client()?);
+    // The bus client costs nothing until an event is published (only with EVENT_BUS_NAME).
+    let bus = gmail_oauth::eventbridge::EventBridgeBus::from_env(
+        config.event_bus.clone().unwrap_or_default(),
+    )
+    .await;
+    let refresh = Refresh::new(config, store, bus, gmail_oauth::oauth::http_client()?);
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {

@@ -118,7 +118,7 @@ impl FileRepository {
 
     fn token_entry(&self) -> Result<Option<Entry>, StoreError> {
         let name = self.token.display().to_string();
-        Ok(Self::read(&self.token)?.map(|(value, written_at)| {
+        let mut found = Self::read(&self.token)?.map(|(value, written_at)| {
             entry(
                 &name,
                 None,
@@ -128,7 +128,18 @@ impl FileRepository {
                     value,
                 },
             )
-        }))
+        });
+        if let Some(Entry::Token(stored)) = &mut found {
+            stored.checkpoint = Self::read(&self.checkpoint())?.map(|(value, _)| value);
+        }
+        Ok(found)
+    }
+
+    /// The events checkpoint beside the token file: `<token file>.checkpoint`.
+    fn checkpoint(&self) -> PathBuf {
+        let mut name = self.token.as_os_str().to_owned();
+        name.push(".checkpoint");
+        PathBuf::from(name)
     }
 }
 
@@ -209,8 +220,14 @@ impl TokenRepository for FileRepository {
         Ok(self.token.display().to_string())
     }
 
+    async fn save_checkpoint(&self, _stored: &Stored, checkpoint: &str) -> Result<(), StoreError> {
+        Self::write_atomically(&self.checkpoint(), checkpoint)
+    }
+
     async fn unlink(&self, _address: Option<&Address>) -> Result<bool, StoreError> {
-        Self::remove(&self.token)
+        let unlinked = Self::remove(&self.token)?;
+        Self::remove(&self.checkpoint())?;
+        Ok(unlinked)
     }
 }
 

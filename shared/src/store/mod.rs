@@ -16,6 +16,7 @@ pub use crate::grant_keeping::{Seen, Settled, Version};
 pub use file::FileRepository;
 pub use memory::MemoryParameters;
 pub use parameters::{Found, Layout, ParameterKind, ParameterRepository, ParameterStore, Wanted};
+pub(crate) use ssm::describe;
 pub use ssm::{SsmParameters, SsmTuning, sdk_http_client};
 
 use crate::grant_keeping::{Lineage, Record};
@@ -111,6 +112,15 @@ impl Record for TokenValue {
     }
 }
 
+/// The name of the events checkpoint of the token in `token_name`: a child of it, so it
+/// moves, and is allowed, with the token (`<token parameter>/checkpoint`).
+pub fn checkpoint_name(token_name: &str) -> String {
+    format!("{token_name}/{CHECKPOINT}")
+}
+
+/// The last segment of a checkpoint's name.
+pub const CHECKPOINT: &str = "checkpoint";
+
 /// One mailbox's token as read.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -120,6 +130,8 @@ pub struct Stored {
     pub address: Option<Address>,
     pub seen: Seen<TokenValue>,
     pub token: StoredToken,
+    /// The mailbox's events checkpoint as stored (JSON), read with the token.
+    pub checkpoint: Option<String>,
 }
 
 impl Stored {
@@ -196,7 +208,16 @@ pub trait TokenRepository: Send + Sync {
         token: &StoredToken,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// Removes a mailbox's token (`address`'s, or the one token); `false` if there was none.
+    /// Stores the events checkpoint of `stored`'s mailbox (`checkpoint` is its JSON), beside
+    /// the token: never a secret, and never a write to the token itself.
+    fn save_checkpoint(
+        &self,
+        stored: &Stored,
+        checkpoint: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a mailbox's token and its checkpoint (`address`'s, or the one token);
+    /// `false` if there was no token.
     fn unlink(
         &self,
         address: Option<&Address>,
@@ -220,6 +241,7 @@ pub(crate) fn entry(name: &str, address: Option<Address>, seen: Seen<String>) ->
                     },
                 },
                 token,
+                checkpoint: None,
             }))
         }
         Err(problem) => Entry::Invalid {

@@ -5,7 +5,9 @@
 //! ([`super::SsmParameters`]) and the in-memory model ([`super::MemoryParameters`]) both
 //! provide them, so unit tests run the same protocol code as the Lambda functions.
 
-use super::{Entry, Snapshot, StoreError, Stored, TokenRepository, TokenValue, entry};
+use super::{
+    Entry, Snapshot, StoreError, Stored, TokenRepository, TokenValue, checkpoint_name, entry,
+};
 use crate::grant_keeping::{Save, Seen, Selector, Settled, Step, Version};
 use crate::mailbox::{self, Address};
 use crate::token::StoredToken;
@@ -142,6 +144,13 @@ impl<P: ParameterStore> ParameterRepository<P> {
         }
     }
 
+    /// Whether `name` is a mailbox's checkpoint (many mailboxes): `<mailbox>/checkpoint`.
+    fn is_checkpoint(&self, name: &str) -> bool {
+        name.strip_suffix(super::CHECKPOINT)
+            .and_then(|rest| rest.strip_suffix('/'))
+            .is_some_and(|token| self.address_of(token).is_some())
+    }
+
     /// The mailbox `name` belongs to, under many mailboxes.
     fn address_of(&self, name: &str) -> Option<Address> {
         match &self.layout {
@@ -255,31 +264,42 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
         match &self.layout {
             Layout::Single { token_param } => {
-                // Both in one call, as the functions have always read them.
+                // All three in one call, as the functions have always read them.
+                let checkpoint = checkpoint_name(token_param);
                 let found = self
                     .store
                     .get(&[
                         Wanted::current(&self.client_secrets_param),
                         Wanted::current(token_param),
+                        Wanted::current(&checkpoint),
                     ])
                     .await?;
                 let mut snapshot = Snapshot::default();
+                let mut checkpoints = Vec::new();
                 for found in found {
                     if found.name == self.client_secrets_param {
                         snapshot.client_secrets = Some(found.value);
                     } else if found.name == *token_param {
                         snapshot.mailboxes.push(self.entry(found));
+                    } else if found.name == checkpoint {
+                        checkpoints.push(found);
                     }
                 }
+                attach(&mut snapshot.mailboxes, checkpoints);
                 Ok(snapshot)
             }
             Layout::Many { path } => {
                 let client_secrets = self.client_secrets().await?;
                 let mut found = self.store.get_by_path(path).await?;
                 found.sort_by(|a, b| a.name.cmp(&b.name));
+                // Checkpoints are listed with the tokens (one read for both).
+                let (checkpoints, tokens): (Vec<Found>, Vec<Found>) =
+                    found.into_iter().partition(|f| self.is_checkpoint(&f.name));
+                let mut mailboxes: Vec<Entry> = tokens.into_iter().map(|f| self.entry(f)).collect();
+                attach(&mut mailboxes, checkpoints);
                 Ok(Snapshot {
                     client_secrets,
-                    mailboxes: found.into_iter().map(|f| self.entry(f)).collect(),
+                    mailboxes,
                 })
             }
         }
@@ -295,8 +315,16 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
 
     async fn load(&self, address: Option<&Address>) -> Result<Option<Entry>, StoreError> {
         let name = self.parameter_of(address)?;
-        let found = self.store.get(&[Wanted::current(&name)]).await?;
-        Ok(found.into_iter().next().map(|f| self.entry(f)))
+        let checkpoint = checkpoint_name(&name);
+        let found = self
+            .store
+            .get(&[Wanted::current(&name), Wanted::current(&checkpoint)])
+            .await?;
+        let (checkpoints, tokens): (Vec<Found>, Vec<Found>) =
+            found.into_iter().partition(|f| f.name == checkpoint);
+        let mut entries: Vec<Entry> = tokens.into_iter().map(|f| self.entry(f)).collect();
+        attach(&mut entries, checkpoints);
+        Ok(entries.into_iter().next())
     }
 
     async fn save(
@@ -347,8 +375,35 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
         Ok(name)
     }
 
+    async fn save_checkpoint(&self, stored: &Stored, checkpoint: &str) -> Result<(), StoreError> {
+        self.store
+            .put(
+                &checkpoint_name(&stored.name),
+                checkpoint,
+                ParameterKind::Plain,
+                true,
+            )
+            .await
+            .map(|_| ())
+    }
+
     async fn unlink(&self, address: Option<&Address>) -> Result<bool, StoreError> {
         let name = self.parameter_of(address)?;
-        self.store.delete(&name).await
+        let unlinked = self.store.delete(&name).await?;
+        self.store.delete(&checkpoint_name(&name)).await?;
+        Ok(unlinked)
+    }
+}
+
+/// Gives each token its checkpoint, by name.
+fn attach(entries: &mut [Entry], checkpoints: Vec<Found>) {
+    for checkpoint in checkpoints {
+        for entry in entries.iter_mut() {
+            if let Entry::Token(stored) = entry
+                && checkpoint_name(&stored.name) == checkpoint.name
+            {
+                stored.checkpoint = Some(checkpoint.value.clone());
+            }
+        }
     }
 }

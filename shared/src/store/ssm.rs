@@ -205,30 +205,33 @@ fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match &error {
+    match describe(&error) {
+        (true, detail) => StoreError::Unavailable { operation, detail },
+        (false, detail) => StoreError::Refused {
+            operation,
+            name,
+            detail,
+        },
+    }
+}
+
+/// An AWS SDK failure as (worth retrying later, what to say): the AWS error code or the
+/// kind of transport failure, never the message (it can echo what was sent).
+pub(crate) fn describe<E>(error: &SdkError<E, HttpResponse>) -> (bool, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("unknown error").to_owned();
             let transient = code.contains("Throttl")
                 || code.contains("InternalServerError")
                 || code.contains("ServiceUnavailable")
+                || code.contains("InternalException")
                 || service.raw().status().is_server_error();
-            if transient {
-                StoreError::Unavailable {
-                    operation,
-                    detail: code,
-                }
-            } else {
-                StoreError::Refused {
-                    operation,
-                    name,
-                    detail: code,
-                }
-            }
+            (transient, code)
         }
-        SdkError::TimeoutError(_) => StoreError::Unavailable {
-            operation,
-            detail: "timed out".into(),
-        },
+        SdkError::TimeoutError(_) => (true, "timed out".into()),
         SdkError::DispatchFailure(failure) => {
             let kind = if failure.is_timeout() {
                 "timed out"
@@ -237,14 +240,8 @@ where
             } else {
                 "request could not be sent"
             };
-            StoreError::Unavailable {
-                operation,
-                detail: kind.into(),
-            }
+            (true, kind.into())
         }
-        _ => StoreError::Unavailable {
-            operation,
-            detail: "unexpected response".into(),
-        },
+        _ => (true, "unexpected response".into()),
     }
 }
