@@ -72,14 +72,17 @@ run:
 
 ## fuzz: the hostile-input and fault-schedule tests with ten times the cases of `make test`.
 fuzz: venv
-	PROPTEST_CASES=100000 FAULT_SCHEDULES=10000 $(CARGO) test -p integration-tests --test hostile --test faults -- --nocapture
+	PROPTEST_CASES=100000 FAULT_SCHEDULES=10000 $(CARGO) test -p integration-tests --test hostile --test faults --test events_faults -- --nocapture
 
 ## bench: gmail-refresh against the Python baseline (cold, +20 ms per call, warm) and the
-## arm64 sizes; prints a table and writes BENCHMARKS.md. Not part of `make test`.
+## arm64 sizes; one run over 1 to 1,000 mailboxes under Parameter Store's quotas; events
+## against list-and-get. Prints tables and writes BENCHMARKS.md. Not part of `make test`.
 bench: venv release lambda
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
 	  --lambda-dir target/lambda-zip -p oauth-callback -p gmail-refresh
 	$(CARGO) run --release --quiet -p integration-tests --bin bench
+	$(CARGO) run --release --quiet -p integration-tests --bin bench_scale
+	$(CARGO) run --release --quiet -p integration-tests --bin bench_events
 
 ## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
 deploy:

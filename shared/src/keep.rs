@@ -242,6 +242,8 @@ where
             return Err(self.reauthorize(session, "Google answered invalid_grant to the refresh"));
         };
         tracing::warn!(mailbox = %session.stored.label(), "the stored grant was an older one left by a stopped run; the newer grant was put back");
+        let mut newer = newer;
+        newer.checkpoint = session.stored.checkpoint.take();
         session.token = newer.token.clone();
         session.stored = newer;
         match self.refresh_grant(&session.token).await {

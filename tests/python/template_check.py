@@ -11,6 +11,8 @@ SECRETS_ARN = ARN + "${ClientSecretsParam}"
 TOKEN_ARN = ARN + "${TokenParam}"
 MAILBOXES_ARN = ARN + "${MailboxesPath}/*"
 PATH_ARN = ARN + "${MailboxesPath}"
+CHECKPOINT_ARN = TOKEN_ARN + "/checkpoint"
+BUS_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
 problems = []
 
 
@@ -78,14 +80,20 @@ def main(path):
             ("HasKmsKey", {"kms:Decrypt", "kms:Encrypt"}, {"Ref:KmsKeyArn"}),
         ]
         if name == "RefreshFunction":
-            # Only the scheduled run enumerates the mailboxes.
+            # Only the scheduled run enumerates the mailboxes, keeps the events checkpoint
+            # (beside the one token, or under the path) and publishes, on its bus only.
             expected.append(("HasMailboxesPath", {"ssm:GetParametersByPath"}, {PATH_ARN}))
+            expected.append(("HasEventBus", {"events:PutEvents"}, {BUS_ARN}))
+            expected[2] = (("HasMailboxesPath", False), {"ssm:GetParameters", "ssm:PutParameter"}, {TOKEN_ARN, CHECKPOINT_ARN})
         expected = [(c, frozenset(a), frozenset(n)) for c, a, n in expected]
         canonical = lambda items: sorted((str(c), sorted(a), sorted(n)) for c, a, n in items)
         check(canonical(seen) == canonical(expected), f"{name}: statements {canonical(seen)}")
         environment = properties.get("Environment", {}).get("Variables", {})
         if name == "RefreshFunction":
             check("MAILBOX_CONCURRENCY" in environment, f"{name}: no MAILBOX_CONCURRENCY")
+            check("EVENT_BUS_NAME" in environment and "GMAIL_LABEL" in environment, f"{name}: no EVENT_BUS_NAME or GMAIL_LABEL")
+    check(template["Parameters"]["EventBusName"]["Default"] == "default", "EventBusName default")
+    check(template["Parameters"]["GmailLabel"]["Default"] == "INBOX", "GmailLabel default")
     shared = globals_.get("Environment", {}).get("Variables", {})
     check("MAILBOXES_PATH" in shared and "SSM_WRITE_TPS" in shared, "MAILBOXES_PATH or SSM_WRITE_TPS missing")
 

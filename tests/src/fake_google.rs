@@ -362,6 +362,11 @@ impl FakeGoogle {
         state.history_floor = state.history_id;
     }
 
+    /// Every `messageAdded` record: (history id, message id), oldest first.
+    pub fn history(&self) -> Vec<(u64, String)> {
+        self.lock().history.clone()
+    }
+
     pub fn history_id(&self) -> u64 {
         self.lock().history_id
     }

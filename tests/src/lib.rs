@@ -146,7 +146,7 @@ impl World {
     ) -> RefreshApp {
         use std::time::Duration;
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
-        let config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
+        let mut config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
         let http = gmail_oauth::oauth::http_client_with(
             Duration::from_millis(200),
             Duration::from_millis(150),
@@ -162,11 +162,25 @@ impl World {
             config.common.gmail_api_endpoint.clone(),
             fast,
         );
+        if let Some(events) = &mut config.run.mailbox.events {
+            events.publish_retry = fast;
+        }
         let sdk = proxy.fast_config().await;
+        // moto's PutEvents delivers to the rule's queue before it answers: slower than SSM.
+        let events_sdk = sdk
+            .to_builder()
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(200))
+                    .operation_attempt_timeout(Duration::from_millis(1000))
+                    .operation_timeout(Duration::from_millis(2500))
+                    .build(),
+            )
+            .build();
         gmail_refresh::Refresh {
             store: Self::repository(&config.common, aws_sdk_ssm::Client::new(&sdk)),
             bus: EventBridgeBus::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
+                aws_sdk_eventbridge::Client::new(&events_sdk),
                 config.event_bus.clone().unwrap_or_default(),
             ),
             google: gmail_oauth::oauth::GoogleOAuth::with_retry(
@@ -212,6 +226,23 @@ impl World {
         let (token, refresh, access) = google_auth_token(&self.google, account, expiry);
         moto::put(&self.ssm, &self.mailbox_param(account), &token.to_string()).await;
         (refresh, access)
+    }
+
+    /// Stores tokens for `user0000@example.com` … under the path, `n` of them, expiring at
+    /// `expiry`, directly in moto (50 at a time): benchmarks' setup, not what they measure.
+    pub async fn seed_mailboxes(&self, n: usize, expiry: DateTime<Utc>) {
+        let mut seeds = Vec::new();
+        for i in 0..n {
+            let account = format!("user{i:04}@example.com");
+            let (token, _, _) = google_auth_token(&self.google, &account, expiry);
+            seeds.push((self.mailbox_param(&account), token.to_string()));
+        }
+        for chunk in seeds.chunks(50) {
+            let puts = chunk
+                .iter()
+                .map(|(name, value)| moto::put(&self.ssm, name, value));
+            futures_util::future::join_all(puts).await;
+        }
     }
 
     /// `account`'s stored token as JSON, or `None`.

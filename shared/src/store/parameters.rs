@@ -314,17 +314,10 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
     }
 
     async fn load(&self, address: Option<&Address>) -> Result<Option<Entry>, StoreError> {
+        // The token only: the callback, which loads, has no business with checkpoints.
         let name = self.parameter_of(address)?;
-        let checkpoint = checkpoint_name(&name);
-        let found = self
-            .store
-            .get(&[Wanted::current(&name), Wanted::current(&checkpoint)])
-            .await?;
-        let (checkpoints, tokens): (Vec<Found>, Vec<Found>) =
-            found.into_iter().partition(|f| f.name == checkpoint);
-        let mut entries: Vec<Entry> = tokens.into_iter().map(|f| self.entry(f)).collect();
-        attach(&mut entries, checkpoints);
-        Ok(entries.into_iter().next())
+        let found = self.store.get(&[Wanted::current(&name)]).await?;
+        Ok(found.into_iter().next().map(|f| self.entry(f)))
     }
 
     async fn save(

@@ -13,7 +13,7 @@ use integration_tests::benchmarks::{machine, write_section};
 use integration_tests::events::scheduled_event;
 use integration_tests::runtime_api::{FunctionProcess, release_binary};
 use integration_tests::ssm_proxy::SsmProxy;
-use integration_tests::{World, google_auth_token, minutes_from_now, moto};
+use integration_tests::{World, minutes_from_now, moto};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -49,18 +49,7 @@ struct Row {
 async fn one(n: usize, read_tps: f64, write_tps: f64) -> Row {
     let world = World::new(&format!("scale-{n}")).await;
     // Seed directly in moto (not through the proxy: setting up is not the run).
-    let mut seeds = Vec::new();
-    for i in 0..n {
-        let account = format!("user{i:04}@example.com");
-        let (token, _, _) = google_auth_token(&world.google, &account, minutes_from_now(-5));
-        seeds.push((world.mailbox_param(&account), token.to_string()));
-    }
-    for chunk in seeds.chunks(50) {
-        let puts = chunk
-            .iter()
-            .map(|(name, value)| moto::put(&world.ssm, name, value));
-        futures_util::future::join_all(puts).await;
-    }
+    world.seed_mailboxes(n, minutes_from_now(-5)).await;
     let proxy = SsmProxy::start(&moto::moto().endpoint).await;
     proxy.set_latency(LATENCY);
     proxy.set_quotas(read_tps, write_tps);
