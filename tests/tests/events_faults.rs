@@ -63,7 +63,7 @@ fn inject(rng: &mut StdRng, world: &World, proxy: &SsmProxy) -> usize {
         world.google.inject_gmail_fault(fault);
         count += 1;
     }
-    if rng.gen_bool(0.08) {
+    if rng.gen_bool(0.02) {
         world.google.expire_history();
         count += 1;
     }
