@@ -127,6 +127,9 @@ struct GoogleState {
     history_floor: u64,
     history_requests: usize,
     get_requests: usize,
+    /// The time delivered messages are received at (ms since the epoch), when a test runs
+    /// on a clock of its own; the real time otherwise.
+    clock_ms: Option<i64>,
     /// Messages delivered once this many Gmail requests have been answered (mail
     /// arriving while a run is in progress).
     pending: Vec<(usize, FakeMessage)>,
@@ -142,7 +145,9 @@ impl GoogleState {
             message.labels = vec!["INBOX".into()];
         }
         if message.internal_date_ms == 0 {
-            message.internal_date_ms = chrono::Utc::now().timestamp_millis();
+            message.internal_date_ms = self
+                .clock_ms
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         }
         self.history.push((self.history_id, message.id.clone()));
         let id = message.id.clone();
@@ -343,6 +348,11 @@ impl FakeGoogle {
         let mut state = self.lock();
         let at = state.gmail_requests + after;
         state.pending.push((at, message));
+    }
+
+    /// Messages delivered from now on are received at `now` (a test's own clock).
+    pub fn set_clock(&self, now: chrono::DateTime<chrono::Utc>) {
+        self.lock().clock_ms = Some(now.timestamp_millis());
     }
 
     /// Another change to the mailbox (a label, a read mark): the history id grows, no

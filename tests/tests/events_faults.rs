@@ -11,6 +11,10 @@
 //! and at the end, after runs without faults, every message added with the label after the
 //! first checkpoint is in the queue; duplicates only with the same `event_id`.
 //!
+//! The schedules run on a clock of their own, two hours apart (the fake Google receives
+//! mail at that time), so a resynchronisation's one-hour overlap holds what it would in
+//! production rather than every message of the test.
+//!
 //! `FAULT_SCHEDULES` sets the number of schedules (default 1,000; `make fuzz` runs more).
 
 use chrono::Utc;
@@ -26,6 +30,8 @@ use std::time::Duration;
 
 const WORKERS: u64 = 4;
 const SLOW: Duration = Duration::from_millis(150);
+/// Simulated time between two schedules.
+const STEP: chrono::TimeDelta = chrono::TimeDelta::hours(2);
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -63,7 +69,7 @@ fn inject(rng: &mut StdRng, world: &World, proxy: &SsmProxy) -> usize {
         world.google.inject_gmail_fault(fault);
         count += 1;
     }
-    if rng.gen_bool(0.02) {
+    if rng.gen_bool(0.08) {
         world.google.expire_history();
         count += 1;
     }
@@ -111,9 +117,9 @@ async fn worker(index: u64, count: u64) -> Tally {
         .await;
     let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
     let app = world.refresh_app_via(&proxy, &env).await;
-    app.run(Utc::now())
-        .await
-        .expect("the first run, without faults");
+    let mut clock = Utc::now();
+    world.google.set_clock(clock);
+    app.run(clock).await.expect("the first run, without faults");
     let first = stored_checkpoint(&world).await;
     let mut rng = StdRng::seed_from_u64(0xe7e7_0000 + index);
     let mut tally = Tally::default();
@@ -138,6 +144,8 @@ async fn worker(index: u64, count: u64) -> Tally {
     for schedule in 0..count {
         world.google.clear_faults();
         proxy.clear();
+        clock += STEP;
+        world.google.set_clock(clock);
         for _ in 0..rng.gen_range(0..=2) {
             next += 1;
             let label = if rng.gen_bool(0.15) { "SPAM" } else { "INBOX" };
@@ -153,6 +161,12 @@ async fn worker(index: u64, count: u64) -> Tally {
                 .deliver_during_run(rng.gen_range(0..4), FakeMessage::numbered(next));
         }
         tally.faults += inject(&mut rng, &world, &proxy);
+        // Every worker loses its history at least once: the 404 keeps answering until a
+        // run resynchronises, so the resynchronisation is always exercised.
+        if schedule == count / 2 {
+            world.google.expire_history();
+            tally.faults += 1;
+        }
         // A deadline anywhere from before the first call to well after the last.
         let budget = Duration::from_millis(rng.gen_range(0..900));
         let deadline = Deadline {
@@ -162,7 +176,7 @@ async fn worker(index: u64, count: u64) -> Tally {
         if budget < Duration::from_millis(300) {
             tally.deadline_cuts += 1;
         }
-        match app.run_until(Utc::now(), Some(deadline)).await {
+        match app.run_until(clock, Some(deadline)).await {
             Ok(output) => {
                 tally.runs_ok += 1;
                 if output.summary().events.is_some_and(|e| e.resynchronised) {
@@ -201,7 +215,9 @@ async fn worker(index: u64, count: u64) -> Tally {
     world.google.clear_faults();
     proxy.clear();
     for _ in 0..3 {
-        app.run(Utc::now()).await.expect("a run without faults");
+        clock += STEP;
+        world.google.set_clock(clock);
+        app.run(clock).await.expect("a run without faults");
     }
     receive(&mut tally, &mut published).await;
     let inbox: HashSet<String> = world.google.delivered_with("INBOX").into_iter().collect();
