@@ -115,8 +115,10 @@ pub struct Totals {
     pub upstream: usize,
     pub invalid: usize,
     pub not_reached: usize,
-    /// Events published, every mailbox together (0 without events).
-    pub events_published: usize,
+    /// Events published, every mailbox together; absent without events (the output is
+    /// then exactly what it was before events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_published: Option<usize>,
 }
 
 /// The result of a run over many mailboxes (the Lambda's output with `MAILBOXES_PATH`).
@@ -238,8 +240,16 @@ pub async fn run_many<R: TokenRepository>(
         mailboxes: mailboxes.len(),
         ..Totals::default()
     };
+    if settings.mailbox.events.is_some() {
+        totals.events_published = Some(
+            mailboxes
+                .iter()
+                .filter_map(|m| m.events.as_ref())
+                .map(|e| e.events_published)
+                .sum(),
+        );
+    }
     for report in &mailboxes {
-        totals.events_published += report.events.as_ref().map_or(0, |e| e.events_published);
         *match report.status {
             Status::Ok => &mut totals.ok,
             Status::ReauthorizationRequired => &mut totals.reauthorization_required,
@@ -460,7 +470,7 @@ mod tests {
                 upstream: 0,
                 invalid: 2,
                 not_reached: 0,
-                events_published: 0,
+                events_published: None,
             }
         );
         let failed = report
