@@ -29,20 +29,13 @@ impl EventBridgeBus {
     /// 3 attempts), so an EventBridge outage ends a run's publishing with an error instead
     /// of hanging it.
     pub async fn from_env(bus: impl Into<String>) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(6))
-            .build();
-        let retries = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(3)
-            .with_max_backoff(Duration::from_secs(1));
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(crate::store::sdk_http_client())
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .load()
-            .await;
+        let config = crate::store::sdk_config_from_env(
+            Duration::from_secs(2),
+            Duration::from_secs(6),
+            3,
+            Duration::from_secs(1),
+        )
+        .await;
         EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), bus)
     }
 

@@ -162,6 +162,16 @@ impl EventBus for NoBus {
     }
 }
 
+/// A bus that may not be configured: `None` behaves as [`NoBus`].
+impl<B: EventBus> EventBus for Option<B> {
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<(), EntryFailure>>, BusError> {
+        match self {
+            Some(bus) => bus.put(entries).await,
+            None => NoBus.put(entries).await,
+        }
+    }
+}
+
 /// Events could not all be published: nothing after the first unpublished one may be
 /// considered done.
 #[derive(Debug, Clone, thiserror::Error)]

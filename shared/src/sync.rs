@@ -7,7 +7,7 @@
 //! and the next run publishes the same messages again: duplicates, with the same
 //! `event_id`, but never a gap.
 
-use crate::events::{Detail, Entry, EventBus, PublishError, event_id, publish};
+use crate::events::{self, Detail, Entry, EventBus, PublishError, event_id};
 use crate::gmail::{GmailError, History, Mailbox, Metadata};
 use crate::retry::RetryPolicy;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -65,7 +65,7 @@ impl Checkpoint {
 
     pub fn from_json(raw: &str) -> Result<Checkpoint, String> {
         let json: CheckpointJson = serde_json::from_str(raw)
-            .map_err(|e| format!("is not a checkpoint ({})", e.classify_name()))?;
+            .map_err(|e| format!("is not a checkpoint ({})", json_problem(&e)))?;
         let history_id = json
             .history_id
             .parse()
@@ -77,18 +77,13 @@ impl Checkpoint {
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "malformed JSON",
-            serde_json::error::Category::Data => "missing or wrong fields",
-            serde_json::error::Category::Eof => "cut short",
-        }
+/// What kind of JSON problem `error` is, in words that quote nothing of the value.
+fn json_problem(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "missing or wrong fields",
+        serde_json::error::Category::Eof => "cut short",
     }
 }
 
@@ -181,8 +176,7 @@ async fn first(
             .await?;
         // The list is newest first; events go out oldest first.
         let ids: Vec<String> = ids.into_iter().rev().map(|m| m.id).collect();
-        let (published, skipped) =
-            publish_messages(gmail, bus, token, account, &ids, settings).await?;
+        let (published, skipped, _) = publish(gmail, bus, token, account, &ids, settings).await?;
         synced.published = published;
         synced.skipped = skipped;
     }
@@ -222,7 +216,7 @@ async fn from_history(
         ids.extend(fresh.into_iter().cloned());
         last_record = last_record.max(record.id);
     }
-    let (published, skipped) = publish_messages(gmail, bus, token, account, &ids, settings).await?;
+    let (published, skipped, _) = publish(gmail, bus, token, account, &ids, settings).await?;
     let target = if more {
         last_record
     } else {
@@ -278,8 +272,7 @@ async fn resync(
         .take(settings.max_events)
         .map(|m| m.id)
         .collect();
-    let (published, skipped, newest) =
-        publish_with_newest(gmail, bus, token, account, &ids, settings).await?;
+    let (published, skipped, newest) = publish(gmail, bus, token, account, &ids, settings).await?;
     let moved = if more {
         // Still resynchronising: the history id stays (Gmail will answer 404 again), and
         // the next listing starts a second before the newest message published (not an
@@ -315,23 +308,10 @@ async fn resync(
     })
 }
 
-async fn publish_messages(
-    gmail: &impl Mailbox,
-    bus: &impl EventBus,
-    token: &AccessToken,
-    account: &str,
-    ids: &[String],
-    settings: &EventSettings,
-) -> Result<(usize, usize), SyncError> {
-    let (published, skipped, _) =
-        publish_with_newest(gmail, bus, token, account, ids, settings).await?;
-    Ok((published, skipped))
-}
-
 /// Fetches the metadata of `ids` (those deleted meanwhile are skipped and logged),
 /// publishes one event each in order, and returns (published, skipped, newest
 /// `internalDate`).
-async fn publish_with_newest(
+async fn publish(
     gmail: &impl Mailbox,
     bus: &impl EventBus,
     token: &AccessToken,
@@ -355,7 +335,7 @@ async fn publish_with_newest(
         newest = newest.max(metadata.internal_date);
         entries.push(Entry::of(&detail(account, metadata)));
     }
-    let published = publish(bus, &entries, &settings.publish_retry).await?;
+    let published = events::publish(bus, &entries, &settings.publish_retry).await?;
     Ok((published, skipped, newest))
 }
 

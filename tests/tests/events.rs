@@ -9,7 +9,7 @@ use gmail_refresh::Output;
 use integration_tests::fake_google::FakeMessage;
 use integration_tests::ssm_proxy::{SsmFault, SsmProxy};
 use integration_tests::subscriber::Subscriber;
-use integration_tests::{World, minutes_from_now, moto};
+use integration_tests::{RefreshApp, World, minutes_from_now, moto};
 use std::collections::HashSet;
 
 fn ids(events: &[integration_tests::subscriber::Received]) -> Vec<String> {
@@ -18,6 +18,20 @@ fn ids(events: &[integration_tests::subscriber::Received]) -> Vec<String> {
 
 async fn checkpoint(world: &World, token_param: &str) -> Option<moto::Stored> {
     moto::read(&world.ssm, &format!("{token_param}/checkpoint")).await
+}
+
+/// A world with one linked mailbox (the one token), a subscriber's bus and queue, and the
+/// refresh function publishing to it, after the first run started the checkpoint.
+async fn started(test: &str) -> (World, Subscriber, RefreshApp) {
+    let world = World::new(&format!("events-{test}")).await;
+    let subscriber = Subscriber::start(test).await;
+    world
+        .seed_token("me@example.com", minutes_from_now(30))
+        .await;
+    let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
+    let app = world.refresh_app(&env).await;
+    app.run(Utc::now()).await.expect("first run");
+    (world, subscriber, app)
 }
 
 #[tokio::test]
@@ -118,14 +132,7 @@ async fn new_mail_reaches_a_subscribers_queue_once_in_order_and_quiet_runs_cost_
 
 #[tokio::test]
 async fn mail_arriving_during_a_run_is_published_by_that_run_or_the_next() {
-    let world = World::new("events-midrun").await;
-    let subscriber = Subscriber::start("midrun").await;
-    world
-        .seed_token("me@example.com", minutes_from_now(30))
-        .await;
-    let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
-    let app = world.refresh_app(&env).await;
-    app.run(Utc::now()).await.expect("first run");
+    let (world, subscriber, app) = started("midrun").await;
 
     let mut delivered = Vec::new();
     for n in 20..45 {
@@ -155,14 +162,7 @@ async fn mail_arriving_during_a_run_is_published_by_that_run_or_the_next() {
 
 #[tokio::test]
 async fn a_history_gmail_no_longer_keeps_is_resynchronised_without_a_gap() {
-    let world = World::new("events-resync").await;
-    let subscriber = Subscriber::start("resync").await;
-    world
-        .seed_token("me@example.com", minutes_from_now(30))
-        .await;
-    let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
-    let app = world.refresh_app(&env).await;
-    app.run(Utc::now()).await.expect("first run");
+    let (world, subscriber, app) = started("resync").await;
     let a = world.google.deliver(FakeMessage::numbered(60));
     let b = world.google.deliver(FakeMessage::numbered(61));
     world.google.expire_history();
@@ -183,14 +183,7 @@ async fn a_history_gmail_no_longer_keeps_is_resynchronised_without_a_gap() {
 
 #[tokio::test]
 async fn a_message_deleted_before_its_metadata_is_skipped_not_a_failure() {
-    let world = World::new("events-deleted").await;
-    let subscriber = Subscriber::start("deleted").await;
-    world
-        .seed_token("me@example.com", minutes_from_now(30))
-        .await;
-    let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
-    let app = world.refresh_app(&env).await;
-    app.run(Utc::now()).await.expect("first run");
+    let (world, subscriber, app) = started("deleted").await;
     let kept = world.google.deliver(FakeMessage::numbered(70));
     let gone = world.google.deliver(FakeMessage::numbered(71));
     world.google.delete_message(&gone);
@@ -270,7 +263,7 @@ async fn many_mailboxes_each_publish_their_own_mail_with_their_own_checkpoint() 
     }
     let id = world.google.deliver(FakeMessage::numbered(100));
     let report = app.run(Utc::now()).await.expect("run").report();
-    assert_eq!(report.totals.events_published, 2, "{report:?}");
+    assert_eq!(report.totals.events_published, Some(2), "{report:?}");
     assert_eq!(
         report.totals.invalid, 0,
         "checkpoints are not taken for mailboxes"

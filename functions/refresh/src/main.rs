@@ -22,11 +22,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.common.client_secrets_param.clone(),
         config.common.layout(),
     );
-    // The bus client costs nothing until an event is published (only with EVENT_BUS_NAME).
-    let bus = gmail_oauth::eventbridge::EventBridgeBus::from_env(
-        config.event_bus.clone().unwrap_or_default(),
-    )
-    .await;
+    // The EventBridge client is built only when events are on (no start-up work otherwise).
+    let bus = match &config.event_bus {
+        Some(name) => Some(gmail_oauth::eventbridge::EventBridgeBus::from_env(name.clone()).await),
+        None => None,
+    };
     let refresh = Refresh::new(config, store, bus, gmail_oauth::oauth::http_client()?);
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.

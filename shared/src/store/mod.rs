@@ -17,7 +17,7 @@ pub use file::FileRepository;
 pub use memory::MemoryParameters;
 pub use parameters::{Found, Layout, ParameterKind, ParameterRepository, ParameterStore, Wanted};
 pub(crate) use ssm::describe;
-pub use ssm::{SsmParameters, SsmTuning, sdk_http_client};
+pub use ssm::{SsmParameters, SsmTuning, sdk_config_from_env, sdk_http_client};
 
 use crate::grant_keeping::{Lineage, Record};
 use crate::mailbox::Address;

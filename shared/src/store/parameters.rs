@@ -388,15 +388,15 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
     }
 }
 
-/// Gives each token its checkpoint, by name.
+/// Gives each token its checkpoint, by name (one lookup per token).
 fn attach(entries: &mut [Entry], checkpoints: Vec<Found>) {
-    for checkpoint in checkpoints {
-        for entry in entries.iter_mut() {
-            if let Entry::Token(stored) = entry
-                && checkpoint_name(&stored.name) == checkpoint.name
-            {
-                stored.checkpoint = Some(checkpoint.value.clone());
-            }
+    let mut by_name: std::collections::HashMap<String, String> = checkpoints
+        .into_iter()
+        .map(|found| (found.name, found.value))
+        .collect();
+    for entry in entries.iter_mut() {
+        if let Entry::Token(stored) = entry {
+            stored.checkpoint = by_name.remove(&checkpoint_name(&stored.name));
         }
     }
 }

@@ -64,20 +64,13 @@ impl SsmParameters {
     /// tuning's timeouts and retries, so an SSM outage ends a call with an error instead of
     /// hanging it.
     pub async fn from_env(kms_key_id: Option<String>, tuning: SsmTuning) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(tuning.attempt_timeout)
-            .operation_timeout(tuning.operation_timeout)
-            .build();
-        let retries = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(tuning.max_attempts)
-            .with_max_backoff(Duration::from_secs(2));
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(sdk_http_client())
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .load()
-            .await;
+        let config = sdk_config_from_env(
+            tuning.attempt_timeout,
+            tuning.operation_timeout,
+            tuning.max_attempts,
+            Duration::from_secs(2),
+        )
+        .await;
         SsmParameters::new(aws_sdk_ssm::Client::new(&config), kms_key_id, tuning)
     }
 
@@ -92,6 +85,32 @@ impl SsmParameters {
             value: parameter.value?,
         })
     }
+}
+
+/// The AWS SDK configuration from the environment (region, credentials, endpoint) with
+/// bounded calls: each attempt, each call with its retries, and the SDK's standard retry
+/// mode (throttling, 5xx, timeouts), so an outage ends a call with an error instead of
+/// hanging it.
+pub async fn sdk_config_from_env(
+    attempt_timeout: Duration,
+    operation_timeout: Duration,
+    max_attempts: u32,
+    max_backoff: Duration,
+) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(attempt_timeout)
+        .operation_timeout(operation_timeout)
+        .build();
+    let retries = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(max_attempts)
+        .with_max_backoff(max_backoff);
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sdk_http_client())
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .load()
+        .await
 }
 
 /// The SDK's HTTPS client (also used for credentials): rustls with ring, the TLS stack of
