@@ -161,6 +161,19 @@ pub fn scopes(lookup: &impl Fn(&str) -> Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// Where a consent starts for a callback URL (`…/callback` → `…/authorize`, query and
+/// fragment dropped): the same host, so the flow cookie `/authorize` sets comes back to
+/// the callback. The template derives its `AuthorizeUrl` output the same way.
+pub fn authorize_url_for(redirect_uri: &url::Url) -> url::Url {
+    let mut url = redirect_uri.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop().push("authorize");
+    }
+    url
+}
+
 /// An SSM parameter name: letters, digits and `_.-/` (the characters SSM allows).
 fn parameter_name(
     lookup: &impl Fn(&str) -> Option<String>,
@@ -189,6 +202,27 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         fixed_env(pairs)
+    }
+
+    #[test]
+    fn a_consent_starts_beside_its_callback() {
+        for (callback, authorize) in [
+            (
+                "https://mail.example.com/callback",
+                "https://mail.example.com/authorize",
+            ),
+            (
+                "https://h.example:8443/prod/callback?x=1",
+                "https://h.example:8443/prod/authorize",
+            ),
+            (
+                "http://localhost:3000/callback",
+                "http://localhost:3000/authorize",
+            ),
+        ] {
+            let url = url::Url::parse(callback).unwrap();
+            assert_eq!(authorize_url_for(&url).as_str(), authorize, "{callback}");
+        }
     }
 
     #[test]

@@ -91,6 +91,26 @@ pub fn seal(key: &FlowKey, flow: &FlowState) -> String {
     URL_SAFE_NO_PAD.encode(sealed)
 }
 
+/// The checks that need no key: a cookie is present, and is the URL-safe base64 of at
+/// least a nonce and a tag. A callback runs them before reading the client secrets, so a
+/// request that cannot succeed costs no AWS call.
+pub fn check_form(cookie: Option<&str>) -> Result<(), FlowError> {
+    let cookie = cookie
+        .filter(|c| !c.is_empty())
+        .ok_or(FlowError::MissingCookie)?;
+    sealed_bytes(cookie).map(|_| ())
+}
+
+fn sealed_bytes(cookie: &str) -> Result<Vec<u8>, FlowError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cookie)
+        .map_err(|_| FlowError::InvalidCookie)?;
+    if bytes.len() < 24 + 16 {
+        return Err(FlowError::InvalidCookie);
+    }
+    Ok(bytes)
+}
+
 /// Opens a cookie and checks it against the callback's `state` at time `now`.
 pub fn open(
     key: &FlowKey,
@@ -99,12 +119,7 @@ pub fn open(
     now: DateTime<Utc>,
 ) -> Result<FlowState, FlowError> {
     let cookie = cookie.ok_or(FlowError::MissingCookie)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cookie)
-        .map_err(|_| FlowError::InvalidCookie)?;
-    if bytes.len() < 24 + 16 {
-        return Err(FlowError::InvalidCookie);
-    }
+    let bytes = sealed_bytes(cookie)?;
     let (nonce, ciphertext) = bytes.split_at(24);
     let plaintext = XChaCha20Poly1305::new(&key.0)
         .decrypt(
@@ -219,6 +234,21 @@ mod tests {
             open(&key("k"), Some(""), "state-123", now).err(),
             Some(FlowError::InvalidCookie)
         );
+    }
+
+    #[test]
+    fn the_form_check_passes_every_sealed_cookie_and_refuses_what_cannot_open() {
+        let cookie = seal(&key("k"), &flow(Utc::now()));
+        assert_eq!(check_form(Some(&cookie)), Ok(()));
+        assert_eq!(check_form(None), Err(FlowError::MissingCookie));
+        assert_eq!(check_form(Some("")), Err(FlowError::MissingCookie));
+        for bad in ["%%%", "short", &cookie[..40], "a b"] {
+            assert_eq!(
+                check_form(Some(bad)),
+                Err(FlowError::InvalidCookie),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

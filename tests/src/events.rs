@@ -69,6 +69,13 @@ impl HttpEvent {
         self
     }
 
+    /// The host the request came to (API Gateway's `requestContext.domainName`, and `Host`).
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.into());
+        self.headers.insert("host".into(), Value::from(domain));
+        self
+    }
+
     pub fn without_domain(mut self) -> Self {
         self.domain = None;
         self

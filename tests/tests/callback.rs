@@ -140,6 +140,7 @@ async fn a_stage_prefix_and_a_configured_redirect_uri_are_honoured() {
         .await;
     // A forged Host or X-Forwarded-Host never changes the redirect URI.
     let event = HttpEvent::get("/authorize")
+        .domain("mail.example.org")
         .header("host", "evil.example")
         .header("x-forwarded-host", "evil.example");
     let response = send(&app, event).await;
@@ -149,6 +150,41 @@ async fn a_stage_prefix_and_a_configured_redirect_uri_are_honoured() {
         "{location}"
     );
     assert!(!location.contains("evil"));
+}
+
+/// A custom domain: the consent must start on the redirect URI's host, where the flow
+/// cookie is set and comes back. `/authorize` on the execute-api host moves there (with
+/// the login hint), setting no cookie and reading nothing.
+#[tokio::test]
+async fn authorize_on_another_host_than_the_redirect_uri_moves_to_its_host() {
+    let world = World::new("custom-domain").await;
+    let proxy = SsmProxy::start(&moto::moto().endpoint).await;
+    let mut app = world.callback_app_via(&proxy).await;
+    app.config.redirect_uri = Some(
+        gmail_oauth::oauth2::RedirectUrl::new("https://mail.example.org/prod/callback".into())
+            .unwrap(),
+    );
+    let moved = send(
+        &app,
+        HttpEvent::get("/authorize?login_hint=me%40example.com"),
+    )
+    .await;
+    assert_eq!(moved.status_code, 302);
+    assert_eq!(
+        header(&moved, "location"),
+        "https://mail.example.org/prod/authorize?login_hint=me%40example.com"
+    );
+    assert!(!moved.cookies.iter().any(|c| c.starts_with(COOKIE_NAME)));
+    assert_eq!(proxy.counts().reads, 0);
+
+    let there = send(
+        &app,
+        HttpEvent::get("/prod/authorize").domain("MAIL.example.org"),
+    )
+    .await;
+    assert_eq!(there.status_code, 302);
+    assert!(header(&there, "location").starts_with(&world.google.base_url));
+    flow_cookie(&there);
 }
 
 #[tokio::test]
@@ -688,4 +724,90 @@ async fn a_write_the_deadline_cuts_answers_502_saying_the_link_is_uncertain() {
     if let Some(stored) = world.stored_token().await {
         assert_eq!(stored["account"], "me@example.com");
     }
+}
+
+/// Anyone on the internet can call the two routes. 20 callbacks without a cookie (or with
+/// one that is not a sealed cookie) and 20 `/authorize` requests, measured at the SSM proxy:
+/// at most one read, instead of one decrypting `GetParameters` each.
+#[tokio::test]
+async fn anonymous_requests_spend_at_most_one_parameter_store_read() {
+    let world = World::new("anonymous").await;
+    let proxy = SsmProxy::start(&moto::moto().endpoint).await;
+    let app = world.callback_app_via(&proxy).await;
+    for i in 0..20 {
+        let no_cookie = send(
+            &app,
+            HttpEvent::get(&format!("/callback?code=4%2F0A{i}&state=s{i}")),
+        )
+        .await;
+        assert_eq!(no_cookie.status_code, 400);
+        assert!(body(&no_cookie).contains("cookie is missing"));
+        let garbage = send(
+            &app,
+            HttpEvent::get(&format!("/callback?code=c{i}&state=s{i}"))
+                .cookie(&format!("{COOKIE_NAME}=not-a-sealed-cookie-{i}")),
+        )
+        .await;
+        assert_eq!(garbage.status_code, 400);
+    }
+    assert_eq!(proxy.counts().reads, 0, "{:?}", proxy.requests());
+    for _ in 0..20 {
+        let authorize = send(&app, HttpEvent::get("/authorize")).await;
+        assert_eq!(authorize.status_code, 302);
+    }
+    assert_eq!(proxy.counts().reads, 1, "{:?}", proxy.requests());
+    assert_eq!(world.google.code_redemptions(), 0);
+
+    // Well-formed cookies sealed with some other key: secrets read less than
+    // `secrets::RECHECK` ago are not read again for them (older ones would be, once, in case
+    // they were rotated: see the next test).
+    let (callback_url, _) = consent(&world, &app).await;
+    let state = url::Url::parse(&callback_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    for i in 0..20 {
+        let forged = flow_cookie::seal(
+            &FlowKey::derive(&ClientSecret::new(format!("guess {i}"))),
+            &FlowState {
+                state: CsrfToken::new(state.clone()),
+                pkce_verifier: PkceCodeVerifier::new("x".repeat(50)),
+                issued_at: Utc::now(),
+            },
+        );
+        let response = callback(&app, &callback_url, &format!("{COOKIE_NAME}={forged}")).await;
+        assert_eq!(response.status_code, 400);
+    }
+    assert_eq!(proxy.counts().reads, 1, "{:?}", proxy.requests());
+    assert_eq!(world.google.code_redemptions(), 0);
+}
+
+/// The operator rotates the client secret. An execution environment that cached the old one
+/// receives the callback of a consent another environment started with the new one: it
+/// reads the secrets again and completes the consent.
+#[tokio::test]
+async fn an_environment_with_a_cached_old_secret_completes_a_consent_sealed_with_the_new() {
+    let world = World::new("rotated").await;
+    let rotated = world.google.client_secrets_json("web");
+    let old = rotated.replace(CLIENT_SECRET, "the-secret-before-rotation");
+    moto::put(&world.ssm, &world.secrets_param, &old).await;
+    let mut warm = world.callback_app(&[]).await;
+    // Rechecked at once (the default waits `secrets::RECHECK` between rereads).
+    warm.secrets =
+        oauth_callback::secrets::SecretsCache::new(oauth_callback::secrets::TTL, Duration::ZERO);
+    assert_eq!(
+        send(&warm, HttpEvent::get("/authorize")).await.status_code,
+        302
+    );
+
+    moto::put(&world.ssm, &world.secrets_param, &rotated).await;
+    let fresh = world.callback_app(&[]).await;
+    let (callback_url, cookie) = consent(&world, &fresh).await;
+    let done = callback(&warm, &callback_url, &cookie).await;
+    assert_eq!(done.status_code, 200, "{}", body(&done));
+    assert_eq!(world.google.code_redemptions(), 1);
+    assert!(world.stored_token().await.is_some());
 }

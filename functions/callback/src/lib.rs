@@ -7,6 +7,7 @@
 pub mod pages;
 pub mod request;
 pub mod routes;
+pub mod secrets;
 
 use chrono::{DateTime, Utc};
 use gmail_oauth::allow::AllowedAccounts;
@@ -37,7 +38,14 @@ impl Config {
         let redirect_uri = config::var(lookup, "REDIRECT_URI")
             .map(|raw| {
                 gmail_oauth::client_secrets::endpoint_url(&raw)
-                    .map(RedirectUrl::from_url)
+                    .and_then(|url| {
+                        // This function answers only paths ending in /callback.
+                        if url.path().ends_with("/callback") {
+                            Ok(RedirectUrl::from_url(url))
+                        } else {
+                            Err("must end in /callback (https://mail.example.com/callback)".into())
+                        }
+                    })
                     .map_err(|problem| ConfigError {
                         name: "REDIRECT_URI",
                         problem,
@@ -72,6 +80,8 @@ pub struct App<S> {
     pub store: S,
     pub google: GoogleOAuth,
     pub gmail: GmailClient,
+    /// The client secrets, read once per execution environment and reused for minutes.
+    pub secrets: secrets::SecretsCache,
 }
 
 impl<S: TokenRepository> App<S> {
@@ -86,6 +96,7 @@ impl<S: TokenRepository> App<S> {
             gmail,
             store,
             config,
+            secrets: secrets::SecretsCache::default(),
         }
     }
 
@@ -204,6 +215,21 @@ mod tests {
         );
         assert_eq!(uri(None, Some("prod")), None);
         assert_eq!(uri(Some("bad host"), None), None);
+    }
+
+    #[test]
+    fn a_redirect_uri_must_end_in_callback() {
+        let config = |uri: &str| {
+            Config::from_lookup(&gmail_oauth::config::fixed_env(&[("REDIRECT_URI", uri)]))
+        };
+        assert!(config("https://mail.example.com/callback").is_ok());
+        assert!(config("https://mail.example.com/prod/callback").is_ok());
+        for bad in [
+            "https://mail.example.com/",
+            "https://mail.example.com/callback/x",
+        ] {
+            assert_eq!(config(bad).unwrap_err().name, "REDIRECT_URI", "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! `oauth-callback`: the API Gateway Lambda that links a Gmail account.
+// The callback's future nests the AWS SDK's and Google's calls deeper than the default limit of 128.
+#![recursion_limit = "256"]
 
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};

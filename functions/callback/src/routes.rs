@@ -9,7 +9,7 @@ use gmail_oauth::Error;
 use gmail_oauth::client_secrets::ClientSecrets;
 use gmail_oauth::deadline::{Deadline, within};
 use gmail_oauth::error::Chain;
-use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowKey, FlowState};
+use gmail_oauth::flow_cookie::{self, COOKIE_NAME, FlowError, FlowKey, FlowState};
 use gmail_oauth::link::{self, Consent, LinkError};
 use gmail_oauth::oauth::ConsentParams;
 use gmail_oauth::oauth2::{AuthorizationCode, RedirectUrl};
@@ -28,6 +28,11 @@ pub async fn authorize<S: TokenRepository>(
     let login_hint = request.param("login_hint").filter(|h| !h.is_empty());
     if login_hint.is_some_and(|h| h.len() > MAX_LOGIN_HINT) {
         return bad_request("The login_hint parameter is too long.");
+    }
+    if let Some(there) = elsewhere(app, request) {
+        // The flow cookie must be set on the host Google sends the browser back to: a
+        // consent started on the execute-api host of a custom-domain deployment moves there.
+        return moved_to(there, login_hint);
     }
     let secrets = match load_client_secrets(app).await {
         Ok(secrets) => secrets,
@@ -64,6 +69,32 @@ pub async fn authorize<S: TokenRepository>(
         flow_cookie_header(sealed, flow_cookie::LIFETIME.num_seconds()),
     );
     tracing::info!(redirect_uri = %redirect_uri.as_str(), "consent started");
+    response
+}
+
+/// With `REDIRECT_URI` set, `/authorize` on that host, when the request came to another
+/// one (the API's execute-api host behind a custom domain, say).
+fn elsewhere<S>(app: &App<S>, request: &CallbackRequest) -> Option<url::Url> {
+    let configured = app.config.redirect_uri.as_ref()?.url();
+    let here = request.domain_name.as_deref()?;
+    let host = configured.host_str()?;
+    let there = match configured.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    (!here.eq_ignore_ascii_case(&there)).then(|| gmail_oauth::config::authorize_url_for(configured))
+}
+
+fn moved_to(mut there: url::Url, login_hint: Option<&str>) -> Response<String> {
+    if let Some(hint) = login_hint {
+        there.query_pairs_mut().append_pair("login_hint", hint);
+    }
+    let mut response = Response::new(String::new());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(location) = HeaderValue::from_str(there.as_str()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    tracing::info!(authorize_url = %there.as_str(), "consent moved to the redirect URI's host");
     response
 }
 
@@ -125,28 +156,39 @@ async fn complete_consent<S: TokenRepository>(
         );
     };
 
-    let secrets = match load_client_secrets(app).await {
+    // The state is checked before anything else happens: a forged callback never reaches
+    // Google, and one without a cookie that could open costs no AWS call either.
+    let cookie = request.cookie(COOKIE_NAME);
+    if let Err(problem) = flow_cookie::check_form(cookie.as_deref()) {
+        return state_refused(&problem);
+    }
+    let mut secrets = match load_client_secrets(app).await {
         Ok(secrets) => secrets,
         Err(response) => return response,
     };
-
-    // The state is checked before anything else happens: a forged callback never reaches Google.
-    let cookie = request.cookie(COOKIE_NAME);
-    let flow = match flow_cookie::open(
-        &FlowKey::derive(&secrets.client_secret),
-        cookie.as_deref(),
-        state,
-        now,
-    ) {
-        Ok(flow) => flow,
-        Err(problem) => {
-            tracing::warn!(%problem, "callback refused: state check failed");
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in could not be verified",
-                &[&capitalized(&problem.to_string())],
-            );
+    let open = |secrets: &ClientSecrets| {
+        flow_cookie::open(
+            &FlowKey::derive(&secrets.client_secret),
+            cookie.as_deref(),
+            state,
+            now,
+        )
+    };
+    let mut opened = open(&secrets);
+    if opened.as_ref().err() == Some(&FlowError::InvalidCookie) {
+        // Sealed with another secret: perhaps a rotated one that this environment has not
+        // read yet (reread at most once every `secrets::RECHECK`).
+        if let Some(reread) = app.secrets.reread(read_client_secrets(app)).await {
+            secrets = match reread {
+                Ok(secrets) => secrets,
+                Err(response) => return response,
+            };
+            opened = open(&secrets);
         }
+    }
+    let flow = match opened {
+        Ok(flow) => flow,
+        Err(problem) => return state_refused(&problem),
     };
     let Some(redirect_uri) = app.redirect_uri(request) else {
         return misconfigured(
@@ -212,8 +254,25 @@ fn link_failed(error: &LinkError) -> Response<String> {
     page(status, title, &[&capitalized(&error.to_string()), &next])
 }
 
-/// Reads the client secrets, or the page to answer when they cannot be used.
+fn state_refused(problem: &FlowError) -> Response<String> {
+    tracing::warn!(%problem, "callback refused: state check failed");
+    page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in could not be verified",
+        &[&capitalized(&problem.to_string())],
+    )
+}
+
+/// The client secrets (this environment's copy, see [`crate::secrets`]), or the page to
+/// answer when they cannot be used.
 async fn load_client_secrets<S: TokenRepository>(
+    app: &App<S>,
+) -> Result<ClientSecrets, Response<String>> {
+    app.secrets.get(read_client_secrets(app)).await
+}
+
+/// Reads the client secrets from the store.
+async fn read_client_secrets<S: TokenRepository>(
     app: &App<S>,
 ) -> Result<ClientSecrets, Response<String>> {
     let raw = match app.store.client_secrets().await {
