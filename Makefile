@@ -84,9 +84,12 @@ bench: venv release lambda
 	$(CARGO) run --release --quiet -p integration-tests --bin bench_scale
 	$(CARGO) run --release --quiet -p integration-tests --bin bench_events
 
-## deploy: build with cargo-lambda and deploy with AWS SAM (asks for the parameters once).
-deploy:
-	sam build && sam deploy --guided
+## deploy: build with cargo-lambda and deploy with AWS SAM, as samconfig.toml says (the pinned
+## SAM CLI; cargo-lambda and zig from the test venv). The first time, give the parameters:
+## make deploy PARAMETERS="AllowedAccounts=me@example.com AlertEmail=me@example.com"
+deploy: venv sam-venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) target

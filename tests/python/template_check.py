@@ -1,7 +1,11 @@
 """Checks template.yaml for what the linters do not: least-privilege IAM, the routes, the
-schedule and the outputs. Uses cfn-lint's own YAML loader (it understands !Sub, !Ref, …).
-Exits non-zero with the list of problems."""
+schedule, the alarms and where they go, the throttling and the outputs. Uses cfn-lint's own
+YAML loader (it understands !Sub, !Ref, …). Exits non-zero with the list of problems.
 
+With --alarms, prints the alarms on the GmailOAuth namespace as JSON instead (for the test
+that compares them with the metrics the release binary prints)."""
+
+import json
 import sys
 
 from cfnlint.decode import cfn_yaml
@@ -101,20 +105,90 @@ def main(path):
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values() if e["Type"] == "HttpApi"}
     check(routes == {("GET", "/authorize"), ("GET", "/callback")}, f"routes: {routes}")
     schedules = [e for e in functions["RefreshFunction"]["Properties"]["Events"].values() if e["Type"] == "Schedule"]
-    check(len(schedules) == 1 and schedules[0]["Properties"]["Schedule"] == {"Ref": "Schedule"}, "no schedule event")
-    check(template["Parameters"]["Schedule"]["Default"] == "rate(1 hour)", "schedule default")
+    by_minutes = {"Fn::FindInMap": ["Schedules", {"Ref": "ScheduleMinutes"}, "Expression"]}
+    check(len(schedules) == 1 and schedules[0]["Properties"]["Schedule"] == by_minutes, "no schedule event")
+    check(template["Parameters"]["ScheduleMinutes"]["Default"] == "60", "schedule default")
+    mapping = template["Mappings"]["Schedules"]
+    check(set(mapping) == set(template["Parameters"]["ScheduleMinutes"]["AllowedValues"]), "a schedule without its mapping")
+    for minutes, entry in mapping.items():
+        expression, seconds = entry["Expression"], entry["Seconds"]
+        check(seconds == int(minutes) * 60, f"schedule {minutes}: {seconds} s")
+        amount, unit = expression[len("rate("):-1].split(" ")
+        factor = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}[unit]
+        check(int(amount) * factor == int(minutes) and (int(amount) == 1) == (not unit.endswith("s")), f"schedule {minutes}: {expression}")
 
+    # Lambda's own JSON log format (not a hand-set AWS_LAMBDA_LOG_FORMAT), into log groups
+    # with a retention.
+    logging = globals_.get("LoggingConfig", {})
+    check(logging.get("LogFormat") == "JSON", f"LoggingConfig: {logging}")
+    for name, function in functions.items():
+        environment = function["Properties"].get("Environment", {}).get("Variables", {})
+        check("AWS_LAMBDA_LOG_FORMAT" not in environment, f"{name}: AWS_LAMBDA_LOG_FORMAT set by hand")
+        group = function["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+        check(group in resources and resources[group]["Properties"].get("RetentionInDays"), f"{name}: log group {group}")
+    check("AWS_LAMBDA_LOG_FORMAT" not in globals_.get("Environment", {}).get("Variables", {}), "AWS_LAMBDA_LOG_FORMAT set by hand")
+
+    # The public routes are throttled.
+    route_settings = resources["HttpApi"].get("Properties", {}).get("DefaultRouteSettings", {})
+    check({"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(route_settings), f"HttpApi throttling: {route_settings}")
+
+    # Failed scheduled runs: one retry, then a queue, on purpose.
+    invoke = functions["RefreshFunction"]["Properties"].get("EventInvokeConfig", {})
+    check(invoke.get("MaximumRetryAttempts") in (0, 1, 2), f"EventInvokeConfig: {invoke}")
+    on_failure = invoke.get("DestinationConfig", {}).get("OnFailure", {})
+    check(on_failure.get("Destination") == {"Fn::GetAtt": ["FailedRunsQueue", "Arn"]}, f"on-failure destination: {on_failure}")
+
+    # Every alarm reaches the topic, which the AlertEmail parameter subscribes to.
+    topic = resources["AlertTopic"]
+    subscription = topic["Properties"]["Subscription"]["Fn::If"]
+    check(subscription[0] == "HasAlertEmail" and subscription[1][0]["Endpoint"] == {"Ref": "AlertEmail"}, f"subscription: {subscription}")
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    for needed in [("GmailOAuth", "MailboxesReauthorizationRequired"), ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Invocations")]:
+        check(needed in watched, f"no alarm on {needed}")
+    for name, alarm in alarms.items():
+        check(alarm.get("AlarmActions") == [{"Ref": "AlertTopic"}], f"{name}: not sent to AlertTopic")
+        check(alarm.get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": "RefreshFunction"}}], f"{name}: dimensions")
+        check(alarm.get("Period") == {"Fn::FindInMap": ["Schedules", {"Ref": "ScheduleMinutes"}, "Seconds"]}, f"{name}: period")
+        if alarm["MetricName"] == "Invocations":
+            # A schedule that stopped leaves no data point at all.
+            check(alarm["TreatMissingData"] == "breaching" and alarm["EvaluationPeriods"] == 2, f"{name}: missing data")
+    reauthorize = alarms["ReauthorizationAlarm"]["AlarmDescription"]["Fn::Sub"]
+    check("${Url}" in reauthorize[0] and reauthorize[1]["Url"] == template["Outputs"]["AuthorizeUrl"]["Value"], "the re-authorization alarm does not carry AuthorizeUrl")
+
+    # With a custom domain, the consent starts on that domain (where the cookie is set).
     outputs = template["Outputs"]
-    authorize = outputs["AuthorizeUrl"]["Value"]
-    check(resource_name(authorize).endswith("/authorize"), f"AuthorizeUrl: {authorize}")
+    authorize = outputs["AuthorizeUrl"]["Value"]["Fn::If"]
+    custom = {"Fn::Join": ["", [{"Fn::Select": [0, {"Fn::Split": ["/callback", {"Ref": "RedirectUri"}]}]}, "/authorize"]]}
+    check(authorize[0] == "HasRedirectUri" and authorize[1] == custom and resource_name(authorize[2]).endswith("/authorize"), f"AuthorizeUrl: {authorize}")
+    refresh_env = functions["RefreshFunction"]["Properties"]["Environment"]["Variables"]
+    check(refresh_env["AUTHORIZE_URL"] == outputs["AuthorizeUrl"]["Value"], "AUTHORIZE_URL is not the AuthorizeUrl output")
     callback = outputs["CallbackUrl"]["Value"]["Fn::If"]
     check(callback[0] == "HasRedirectUri" and resource_name(callback[2]).endswith("/callback"), f"CallbackUrl: {callback}")
 
     if problems:
         print("\n".join(problems), file=sys.stderr)
         sys.exit(1)
-    print(f"template ok: {len(functions)} functions, {len(routes)} routes, least-privilege IAM (one token or a mailboxes path)")
+    print(f"template ok: {len(functions)} functions, {len(routes)} routes, {len(alarms)} alarms, least-privilege IAM (one token or a mailboxes path)")
+
+
+def alarms_json(path):
+    template = cfn_yaml.load(path)
+    alarms = [
+        {
+            "alarm": name,
+            "namespace": r["Properties"]["Namespace"],
+            "metric": r["Properties"]["MetricName"],
+            "dimensions": [d["Name"] for d in r["Properties"].get("Dimensions", [])],
+        }
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "GmailOAuth"
+    ]
+    print(json.dumps(alarms))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--alarms":
+        alarms_json(sys.argv[2])
+    else:
+        main(sys.argv[1])

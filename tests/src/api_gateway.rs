@@ -50,7 +50,13 @@ async fn invoke(
     headers: HeaderMap,
     _body: Bytes,
 ) -> Response {
-    let (function, domain) = shared.as_ref();
+    let (function, default_domain) = shared.as_ref();
+    // As API Gateway does: the domain name is the host the request came to (the execute-api
+    // host, or a custom domain mapped to the API).
+    let domain = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(default_domain);
     let mut lower = Map::new();
     let mut cookies = Vec::new();
     for (name, value) in &headers {

@@ -2,7 +2,9 @@
 //! `oauth-callback` binary (behind a local API Gateway stand-in, under the Runtime API)
 //! through `/authorize` → the fake Google's consent page → "Allow" → `/callback`. This
 //! proves the state cookie survives the cross-site redirect (SameSite=Lax) and binds the
-//! flow to the browser that started it. Screenshots land in `target/browser/`.
+//! flow to the browser that started it, and that a consent started on another host than
+//! the redirect URI's (a custom domain) still completes. Screenshots land in
+//! `target/browser/`.
 
 use integration_tests::World;
 use integration_tests::api_gateway::ApiGateway;
@@ -85,6 +87,25 @@ async fn a_real_browser_links_the_account_and_only_the_browser_that_started() {
     first.click("#continue").await;
     first.wait_for_text("is now linked").await;
     assert_eq!(world.token_version().await, stored.version + 1);
+
+    // Two hosts: the redirect URI's (`localhost`, standing for a custom domain) and the
+    // API's own (`127.0.0.1`, standing for execute-api). A consent started on the API's
+    // host moves to the redirect URI's host first, so its cookie is set where Google sends
+    // the browser back; otherwise every such consent ended "the sign-in cookie is missing".
+    world.google.set_link_instead_of_redirect(false);
+    let api_host = authorize.replacen("localhost", "127.0.0.1", 1);
+    let third = driver.browser(&out.join("profile-third")).await;
+    third.goto(&api_host).await;
+    third
+        .wait_for_text("wants to access your Google Account")
+        .await;
+    third.click("#allow").await;
+    let linked = third.wait_for_text("is now linked").await;
+    assert!(linked.contains("me@example.com"), "{linked}");
+    assert!(third.url().await.starts_with(&format!("{base}/callback?")));
+    third.screenshot(&out.join("custom-domain.png")).await;
+    assert_eq!(world.token_version().await, stored.version + 2);
     first.quit().await;
     second.quit().await;
+    third.quit().await;
 }

@@ -5,6 +5,8 @@
 //! returns the JSON output, or an error whose Lambda `errorType` names what an operator
 //! must do.
 
+pub mod metrics;
+
 use chrono::{DateTime, Utc};
 use gmail_oauth::config::{self, CommonConfig, ConfigError};
 use gmail_oauth::deadline::Deadline;

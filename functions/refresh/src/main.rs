@@ -1,5 +1,7 @@
 //! `gmail-refresh`: the scheduled Lambda that keeps the token fresh and reads the mailbox.
 
+use gmail_oauth::store::TokenRepository;
+use gmail_refresh::metrics::RunMetrics;
 use gmail_refresh::{Config, Refresh};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -28,14 +30,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
     };
     let refresh = Refresh::new(config, store, bus, gmail_oauth::oauth::http_client()?);
+    let location = refresh.store.location();
+    let function_name =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "gmail-refresh".into());
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        let refresh = &refresh;
+        let (refresh, location, function_name) = (&refresh, &location, &function_name);
         async move {
             let now = chrono::Utc::now();
+            let started = std::time::Instant::now();
             let deadline = gmail_refresh::deadline_from_context(event.context.deadline, now);
-            refresh.run_until(now, Some(deadline)).await
+            let result = refresh.run_until(now, Some(deadline)).await;
+            // One line of CloudWatch Embedded Metric Format per run, straight to stdout (not
+            // through the log subscriber, whose JSON would nest it): see `metrics`.
+            let line = RunMetrics::of(&result, location).emf(
+                function_name,
+                started.elapsed(),
+                chrono::Utc::now(),
+            );
+            println!("{line}");
+            result
         }
     }))
     .await
