@@ -262,3 +262,28 @@ async fn the_refresh_binary_reports_every_mailbox_and_logs_one_line_each() {
     assert_no_secret(&logs, &world.secrets(), "the refresh function's log");
     assert_no_secret(&report.to_string(), &world.secrets(), "the report");
 }
+
+/// Measured from outside: the release binary, its SSM calls counted at the proxy. 20
+/// `/authorize` requests and 20 callbacks without a flow cookie cost one Parameter Store
+/// read in all, not one each.
+#[tokio::test]
+async fn forty_anonymous_requests_cost_the_callback_binary_one_parameter_store_read() {
+    let world = World::new("runtime-anonymous").await;
+    let proxy = integration_tests::ssm_proxy::SsmProxy::start(&moto::moto().endpoint).await;
+    let env = world.env(&[("AWS_ENDPOINT_URL", proxy.endpoint.as_str())]);
+    let function = FunctionProcess::start(release_binary("oauth-callback"), env).await;
+    for i in 0..20 {
+        let callback = function
+            .invoke(HttpEvent::get(&format!("/callback?code=4%2F0A{i}&state=s{i}")).json())
+            .await
+            .response();
+        assert_eq!(callback["statusCode"], 400, "{callback}");
+        let authorize = function
+            .invoke(HttpEvent::get("/authorize").json())
+            .await
+            .response();
+        assert_eq!(authorize["statusCode"], 302, "{authorize}");
+    }
+    assert_eq!(proxy.counts().reads, 1, "{:?}", proxy.requests());
+    assert_eq!(world.google.code_redemptions(), 0);
+}
