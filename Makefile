@@ -4,14 +4,14 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template run fuzz bench deploy clean
+.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template publish-check run fuzz bench deploy clean
 
 GMAIL_OAUTH := target/release/gmail-oauth
 SAM_VENV := .venv-sam
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
 ## test: everything CI checks, from a clean clone.
-test: venv sam-venv browser-deps fmt-check clippy release lambda lint-template
+test: venv sam-venv browser-deps fmt-check clippy release lambda lint-template publish-check
 	@mkdir -p target
 	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
@@ -44,10 +44,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## release: the two function binaries the Runtime API tests run.
+## release: the two function binaries and the example Lambda the Runtime API tests run.
 release:
-	$(CARGO) build --release -p oauth-callback -p gmail-refresh
-	@ls -l target/release/oauth-callback target/release/gmail-refresh
+	$(CARGO) build --release -p oauth-callback -p gmail-refresh -p label-new-mail
+	@ls -l target/release/oauth-callback target/release/gmail-refresh target/release/label-new-mail
 
 ## lambda: the arm64 bootstraps that `cargo lambda deploy` and `sam build` ship, cross-built
 ## with cargo-lambda and zig from the venv.
@@ -55,6 +55,11 @@ lambda: venv
 	rustup target add $(LAMBDA_TARGET)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 -p oauth-callback -p gmail-refresh
 	@ls -l target/lambda/oauth-callback/bootstrap target/lambda/gmail-refresh/bootstrap
+
+## publish-check: the library crate packages and builds from its package alone, as
+## `cargo publish` would upload it (nothing is uploaded).
+publish-check:
+	$(CARGO) publish --dry-run --allow-dirty -p gmail-oauth
 
 lint-template: venv sam-venv
 	$(VENV)/bin/cfn-lint template.yaml

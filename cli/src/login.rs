@@ -257,19 +257,11 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
         .into_response()
 }
 
+/// Opens the consent page in the user's browser through `webbrowser`, which knows macOS,
+/// Windows, WSL (the Windows browser), `$BROWSER` and the Linux desktops; the URL is
+/// printed above either way.
 fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    let opened = std::process::Command::new(opener)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if opened.is_err() {
-        eprintln!("(could not start {opener}; open the URL above by hand)");
+    if let Err(error) = webbrowser::open(url) {
+        eprintln!("(could not open a browser: {error}; open the URL above by hand)");
     }
 }

@@ -276,6 +276,31 @@ impl GmailClient {
         .await
     }
 
+    /// POST of a JSON body. `idempotent`: the call may be repeated after a temporary
+    /// failure (a label change); otherwise (a send) only a 429, which Google answers before
+    /// doing anything, is retried, and any other failure is returned as it is.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        url: Url,
+        token: &AccessToken,
+        body: &serde_json::Value,
+        idempotent: bool,
+    ) -> Result<T, GmailError> {
+        retry(&self.retry, call, || async {
+            match self.send_once(call, url.clone(), token, Some(body)).await {
+                Attempt::Again { error, retry_after }
+                    if idempotent || matches!(&error, GmailError::Unavailable { detail, .. } if detail == "HTTP 429") =>
+                {
+                    Attempt::Again { error, retry_after }
+                }
+                Attempt::Again { error, .. } => Attempt::Done(Err(error)),
+                done => done,
+            }
+        })
+        .await
+    }
+
     /// One GET, its answer sorted for the retry loop.
     async fn get_once<T: DeserializeOwned>(
         &self,
@@ -283,11 +308,26 @@ impl GmailClient {
         url: Url,
         token: &AccessToken,
     ) -> Attempt<T, GmailError> {
+        self.send_once(call, url, token, None).await
+    }
+
+    /// One GET, or one POST of `body`, its answer sorted for the retry loop.
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        url: Url,
+        token: &AccessToken,
+        body: Option<&serde_json::Value>,
+    ) -> Attempt<T, GmailError> {
         let again = |detail: String, retry_after| Attempt::Again {
             error: GmailError::Unavailable { call, detail },
             retry_after,
         };
-        let response = match self.http.get(url).bearer_auth(token.secret()).send().await {
+        let request = match body {
+            Some(body) => self.http.post(url).json(body),
+            None => self.http.get(url),
+        };
+        let response = match request.bearer_auth(token.secret()).send().await {
             Ok(response) => response,
             Err(error) => return again(transport_detail(&error), None),
         };
@@ -350,6 +390,49 @@ impl GmailClient {
             },
             id: full.id,
         })
+    }
+}
+
+/// What a label change or a send answers: the message's id, thread and labels after it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageLabels {
+    pub id: String,
+    #[serde(default)]
+    pub thread_id: String,
+    #[serde(default)]
+    pub label_ids: Vec<String>,
+}
+
+impl GmailClient {
+    /// `users.messages.modify`: adds and removes label ids (`gmail.modify` scope).
+    pub async fn modify_labels(
+        &self,
+        token: &AccessToken,
+        id: &str,
+        add: &[&str],
+        remove: &[&str],
+    ) -> Result<MessageLabels, GmailError> {
+        let body = serde_json::json!({ "addLabelIds": add, "removeLabelIds": remove });
+        let url = self.url(&["messages", id, "modify"], &[]);
+        self.post("users.messages.modify", url, token, &body, true)
+            .await
+    }
+
+    /// `users.messages.send` of an RFC 2822 message as bytes (`gmail.send` scope). Not
+    /// repeated after a failure that may have come after the send (a timeout, a 5xx): such
+    /// a failure means the message may or may not have gone.
+    pub async fn send_message(
+        &self,
+        token: &AccessToken,
+        rfc2822: &[u8],
+    ) -> Result<MessageLabels, GmailError> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rfc2822);
+        let body = serde_json::json!({ "raw": raw });
+        let url = self.url(&["messages", "send"], &[]);
+        self.post("users.messages.send", url, token, &body, false)
+            .await
     }
 }
 

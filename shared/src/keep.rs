@@ -137,6 +137,25 @@ where
         })
     }
 
+    /// Refreshes `stored`'s access token now and writes it back under the grant-keeping
+    /// rule, reading no mail: for a client of the crate whose token is expiring, or was
+    /// refused with a 401. Returns the token in use (a newer grant a stopped save left
+    /// hidden is found and used, as in a run) and how the write ended.
+    pub async fn refresh_now(
+        &self,
+        stored: Stored,
+        now: DateTime<Utc>,
+    ) -> Result<(StoredToken, Settled), Error> {
+        let mut session = Session {
+            token: stored.token.clone(),
+            stored,
+            refreshed: false,
+        };
+        self.refresh(&mut session, now).await?;
+        let settled = self.save(&session, None).await?;
+        Ok((session.token, settled))
+    }
+
     async fn save(&self, session: &Session, deadline: Option<Deadline>) -> Result<Settled, Error> {
         let label = session.stored.label();
         // A save must not stop between its write and its check (docs/interface.md): it is

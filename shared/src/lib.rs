@@ -1,5 +1,29 @@
 //! Keep Gmail mailboxes connected from AWS Lambda.
 //!
+//! # Your code, one call
+//!
+//! A mailbox someone linked (through the deployed `/authorize`, `gmail-oauth login`, or
+//! `pythonic_gmail`) is one call away from an authorized Gmail client:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), gmail_oauth::Error> {
+//! // TOKEN_PARAM / CLIENT_SECRETS_PARAM (or MAILBOXES_PATH and an address), as deployed.
+//! let gmail = gmail_oauth::AuthorizedGmail::from_env(None).await?;
+//! for message in gmail.list("in:inbox is:unread", 10).await? {
+//!     gmail.modify_labels(&message.id, &["Label_7"], &["UNREAD"]).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`AuthorizedGmail`] reads the token once and keeps it in memory (a warm Lambda
+//! invocation makes no Parameter Store call), refreshes it only when it expires within five
+//! minutes and writes it back without ever burying a newer consent, and never opens a
+//! browser: a grant Google refused is [`Error::ReauthorizationRequired`]. Locally,
+//! `AuthorizedGmail::from_files(token, client_secrets)` does the same over files (Unix).
+//! `examples/label-new-mail` in the repository is a whole Lambda built on it.
+//!
+//! # The parts
+//!
 //! Google lets a server read a user's Gmail only with OAuth 2.0. This crate holds the whole
 //! auth core shared by the Lambda functions and the `gmail-oauth` CLI:
 //!
@@ -10,43 +34,19 @@
 //!   the token where the consenting account's mailbox lives.
 //! - **Keep them fresh and use them** (the schedule): [`run::run_one`] (one token) and
 //!   [`run::run_many`] (one per mailbox under a path) read the tokens, refresh those that
-//!   expire within five minutes ([`keep::Keeper`]), read mail, and write back only what
-//!   changed, with the [`grant_keeping`] protocol so that a consent during the run is never
-//!   buried under an older grant; a revoked grant becomes
-//!   [`Error::ReauthorizationRequired`] and the stored token stays as it was.
+//!   expire within five minutes ([`keep::Keeper`]), read mail or publish new mail as events
+//!   ([`sync`]), and write back only what changed, with the [`grant_keeping`] protocol so
+//!   that a consent during the run is never buried under an older grant; a revoked grant
+//!   becomes [`Error::ReauthorizationRequired`] and the stored token stays as it was.
 //!
 //! Tokens are stored in google-auth's JSON ([`token::StoredToken`]), so the Python library
 //! `pythonic_gmail` reads what this crate writes and the other way round. Where they are
 //! stored is the [`store::TokenRepository`] port: SSM Parameter Store
-//! ([`store::ParameterRepository`] over [`store::SsmParameters`]) or a local file
-//! ([`store::FileRepository`]).
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), gmail_oauth::Error> {
-//! use gmail_oauth::{gmail::GmailClient, keep::MailboxSettings, oauth, retry::RetryPolicy};
-//! use gmail_oauth::run::{self, RunSettings};
-//! use gmail_oauth::store::{Layout, ParameterRepository, SsmParameters, SsmTuning};
-//! let http = oauth::http_client().map_err(|e| gmail_oauth::Error::invalid_because("HTTP client", e))?;
-//! let repo = ParameterRepository::new(
-//!     SsmParameters::from_env(None, SsmTuning::default()).await,
-//!     "/gmail-oauth/client-secrets",
-//!     Layout::Single { token_param: "/gmail-oauth/token".into() },
-//! );
-//! let google = oauth::GoogleOAuth::new(http.clone());
-//! let endpoint = "https://gmail.googleapis.com".parse().expect("a URL");
-//! let gmail = GmailClient::new(http, endpoint, RetryPolicy::default());
-//! let settings = RunSettings {
-//!     mailbox: MailboxSettings { query: "in:inbox is:unread".into(), max_messages: 25, authorize_url: None, events: None },
-//!     concurrency: 8,
-//!     write_interval: std::time::Duration::from_millis(500),
-//! };
-//! let bus = gmail_oauth::events::NoBus;
-//! let summary = run::run_one(&repo, &google, &gmail, &bus, &settings, chrono::Utc::now(), None).await?;
-//! println!("{} unread", summary.message_count);
-//! # Ok(()) }
-//! ```
+//! ([`store::ParameterRepository`] over [`store::SsmParameters`]) or, on Unix, a local file
+//! (`store::FileRepository`, mode 0600).
 
 pub mod allow;
+pub mod authorized;
 pub mod client_secrets;
 pub mod config;
 pub mod deadline;
@@ -72,5 +72,6 @@ pub mod sync;
 mod testing;
 pub mod token;
 
+pub use authorized::AuthorizedGmail;
 pub use error::Error;
 pub use oauth2;

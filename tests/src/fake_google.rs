@@ -127,6 +127,10 @@ struct GoogleState {
     history_floor: u64,
     history_requests: usize,
     get_requests: usize,
+    /// `messages.modify` calls answered: (message id, labels added, labels removed).
+    modifications: Vec<(String, Vec<String>, Vec<String>)>,
+    /// The RFC 2822 bytes of every message sent (`messages.send`, decoded).
+    sent: Vec<Vec<u8>>,
     /// The time delivered messages are received at (ms since the epoch), when a test runs
     /// on a clock of its own; the real time otherwise.
     clock_ms: Option<i64>,
@@ -214,6 +218,11 @@ impl FakeGoogle {
             .route("/gmail/v1/users/me/profile", get(profile))
             .route("/gmail/v1/users/me/messages", get(list_messages))
             .route("/gmail/v1/users/me/messages/{id}", get(get_message))
+            .route(
+                "/gmail/v1/users/me/messages/{id}/modify",
+                post(modify_message),
+            )
+            .route("/gmail/v1/users/me/messages/send", post(send_message))
             .route("/gmail/v1/users/me/history", get(list_history))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -383,6 +392,16 @@ impl FakeGoogle {
 
     pub fn history_requests(&self) -> usize {
         self.lock().history_requests
+    }
+
+    /// `messages.modify` calls answered: (message id, labels added, labels removed).
+    pub fn modifications(&self) -> Vec<(String, Vec<String>, Vec<String>)> {
+        self.lock().modifications.clone()
+    }
+
+    /// The RFC 2822 bytes of every message sent.
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.lock().sent.clone()
     }
 
     pub fn get_requests(&self) -> usize {
@@ -1038,6 +1057,69 @@ async fn get_message(
         "sizeEstimate": 2048,
         "payload": { "mimeType": "multipart/alternative", "headers": headers },
     }))
+}
+
+/// `users.messages.modify` (5 units): `{"addLabelIds": [...], "removeLabelIds": [...]}`,
+/// applied to the message's labels; 404 for an unknown message, 400 for another body.
+async fn modify_message(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    spend(&state, 5);
+    if let Err(response) = gmail_auth(&state, &headers).await {
+        return response;
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return google_error(400, "INVALID_ARGUMENT");
+    };
+    let labels = |key: &str| -> Option<Vec<String>> {
+        match request.get(key) {
+            None => Some(Vec::new()),
+            Some(value) => serde_json::from_value(value.clone()).ok(),
+        }
+    };
+    let (Some(add), Some(remove)) = (labels("addLabelIds"), labels("removeLabelIds")) else {
+        return google_error(400, "INVALID_ARGUMENT");
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(message) = state.messages.iter_mut().find(|m| m.id == id) else {
+        return google_error(404, "NOT_FOUND");
+    };
+    message.labels.retain(|l| !remove.contains(l));
+    for label in &add {
+        if !message.labels.contains(label) {
+            message.labels.push(label.clone());
+        }
+    }
+    let answer =
+        json!({ "id": message.id, "threadId": message.thread_id, "labelIds": message.labels });
+    state.modifications.push((id, add, remove));
+    json_ok(answer)
+}
+
+/// `users.messages.send` (100 units): `{"raw": <URL-safe base64 of RFC 2822>}`.
+async fn send_message(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    spend(&state, 100);
+    if let Err(response) = gmail_auth(&state, &headers).await {
+        return response;
+    }
+    let raw = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["raw"].as_str().map(str::to_owned))
+        .and_then(|raw| URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok());
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return google_error(400, "INVALID_ARGUMENT");
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.sent.push(raw);
+    let id = state.fresh("sent-");
+    json_ok(json!({ "id": id, "threadId": id, "labelIds": ["SENT"] }))
 }
 
 fn revoke_in(state: &mut GoogleState, refresh_token: &str) -> bool {

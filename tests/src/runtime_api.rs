@@ -241,7 +241,7 @@ pub fn release_binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "release binary {} is missing: run `cargo build --release -p oauth-callback -p gmail-refresh` \
+        "release binary {} is missing: run `make release` \
          (`make test` does), or set RELEASE_BIN_DIR",
         path.display()
     );

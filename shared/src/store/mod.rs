@@ -7,12 +7,16 @@
 //! or over the in-memory model); a local file has one writer and compares before replacing
 //! ([`FileRepository`]).
 
+// The file store keeps the token readable by its owner only (mode 0600, checked on read),
+// which needs Unix permissions: it exists on Unix only.
+#[cfg(unix)]
 mod file;
 mod memory;
 mod parameters;
 mod ssm;
 
 pub use crate::grant_keeping::{Seen, Settled, Version};
+#[cfg(unix)]
 pub use file::FileRepository;
 pub use memory::MemoryParameters;
 pub use parameters::{Found, Layout, ParameterKind, ParameterRepository, ParameterStore, Wanted};
