@@ -126,6 +126,7 @@ def main(path):
         check("AWS_LAMBDA_LOG_FORMAT" not in environment, f"{name}: AWS_LAMBDA_LOG_FORMAT set by hand")
         group = function["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
         check(group in resources and resources[group]["Properties"].get("RetentionInDays"), f"{name}: log group {group}")
+        check(resources.get(group, {}).get("DeletionPolicy") == "Retain" and resources.get(group, {}).get("UpdateReplacePolicy") == "Retain", f"{name}: log group {group} not retained")
     check("AWS_LAMBDA_LOG_FORMAT" not in globals_.get("Environment", {}).get("Variables", {}), "AWS_LAMBDA_LOG_FORMAT set by hand")
 
     # The public routes are throttled.
