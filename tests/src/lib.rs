@@ -28,6 +28,17 @@ pub type Repo = ParameterRepository<SsmParameters>;
 /// The refresh function as the tests build it: SSM and EventBridge (moto, or a proxy).
 pub type RefreshApp = gmail_refresh::Refresh<Repo, EventBridgeBus>;
 
+/// SDK timeouts for calls moto may answer slowly (a `PutEvents` delivers to SQS before it
+/// answers; a loaded machine): attempts 1 s, operations 2.5 s.
+fn patient_timeouts() -> aws_config::timeout::TimeoutConfig {
+    use std::time::Duration;
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .operation_attempt_timeout(Duration::from_millis(1000))
+        .operation_timeout(Duration::from_millis(2500))
+        .build()
+}
+
 /// One test's world: a fresh fake Google, its own parameter names in the shared moto, and
 /// client secrets stored there.
 pub struct World {
@@ -144,6 +155,27 @@ impl World {
         proxy: &ssm_proxy::SsmProxy,
         extra: &[(&str, &str)],
     ) -> RefreshApp {
+        self.refresh_app_over(proxy.fast_config().await, extra)
+    }
+
+    /// As [`World::refresh_app_via`], but SSM attempts may take a second (operations
+    /// 2.5 s) instead of 150 ms, backoff still scaled down: for tests that inject no SSM
+    /// delay, so that moto slowed by a loaded machine is not taken for a fault.
+    pub async fn refresh_app_via_patient(
+        &self,
+        proxy: &ssm_proxy::SsmProxy,
+        extra: &[(&str, &str)],
+    ) -> RefreshApp {
+        let sdk = proxy
+            .fast_config()
+            .await
+            .to_builder()
+            .timeout_config(patient_timeouts())
+            .build();
+        self.refresh_app_over(sdk, extra)
+    }
+
+    fn refresh_app_over(&self, sdk: aws_config::SdkConfig, extra: &[(&str, &str)]) -> RefreshApp {
         use std::time::Duration;
         let lookup = gmail_oauth::config::fixed_env(&self.env(extra));
         let mut config = gmail_refresh::Config::from_lookup(&lookup).expect("refresh config");
@@ -165,18 +197,8 @@ impl World {
         if let Some(events) = &mut config.run.mailbox.events {
             events.publish_retry = fast;
         }
-        let sdk = proxy.fast_config().await;
         // moto's PutEvents delivers to the rule's queue before it answers: slower than SSM.
-        let events_sdk = sdk
-            .to_builder()
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_millis(200))
-                    .operation_attempt_timeout(Duration::from_millis(1000))
-                    .operation_timeout(Duration::from_millis(2500))
-                    .build(),
-            )
-            .build();
+        let events_sdk = sdk.to_builder().timeout_config(patient_timeouts()).build();
         gmail_refresh::Refresh {
             store: Self::repository(&config.common, aws_sdk_ssm::Client::new(&sdk)),
             bus: EventBridgeBus::new(

@@ -201,7 +201,7 @@ async fn entries_eventbridge_refuses_are_sent_again_alone_and_the_checkpoint_wai
         .await;
     let proxy = SsmProxy::start(&moto::moto().endpoint).await;
     let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
-    let app = world.refresh_app_via(&proxy, &env).await;
+    let app = world.refresh_app_via_patient(&proxy, &env).await;
     app.run(Utc::now()).await.expect("first run");
     let before = checkpoint(&world, &world.token_param).await.unwrap();
 

@@ -108,10 +108,11 @@ async fn stored_checkpoint(world: &World) -> u64 {
         .expect("a history id")
 }
 
-/// A run with no fault injected. The client's timeouts are the scaled-down ones (150 ms
-/// per attempt), and on a loaded two-core machine moto, shared by every worker, can take
-/// longer than that: the machine's own fault. Such a run is repeated, as the next schedule
-/// would, at most `ATTEMPTS` times; every other outcome fails the test.
+/// A run with no fault injected. The clients' timeouts are scaled down (Google 150 ms per
+/// attempt, SSM and EventBridge 1 s), and on a loaded two-core machine the fakes and moto,
+/// shared by every worker, can take longer: the machine's own fault. Such a run is
+/// repeated, as the next schedule would, at most `ATTEMPTS` times; every other outcome
+/// fails the test.
 async fn run_without_faults(app: &integration_tests::RefreshApp, clock: chrono::DateTime<Utc>) {
     const ATTEMPTS: usize = 5;
     for attempt in 1..=ATTEMPTS {
@@ -146,7 +147,7 @@ async fn worker(index: u64, count: u64) -> Tally {
         .seed_token("me@example.com", minutes_from_now(50))
         .await;
     let env = [("EVENT_BUS_NAME", subscriber.bus.as_str())];
-    let app = world.refresh_app_via(&proxy, &env).await;
+    let app = world.refresh_app_via_patient(&proxy, &env).await;
     let mut clock = Utc::now();
     world.google.set_clock(clock);
     run_without_faults(&app, clock).await;
