@@ -271,12 +271,12 @@ impl GmailClient {
         token: &AccessToken,
     ) -> Result<T, GmailError> {
         retry(&self.retry, call, || {
-            self.get_once(call, url.clone(), token)
+            self.send_once(call, url.clone(), token, Request::Get)
         })
         .await
     }
 
-    /// POST of a JSON body. `idempotent`: the call may be repeated after a temporary
+    /// POST of a JSON body. `repeatable`: the call may be repeated after a temporary
     /// failure (a label change); otherwise (a send) only a 429, which Google answers before
     /// doing anything, is retried, and any other failure is returned as it is.
     async fn post<T: DeserializeOwned>(
@@ -285,57 +285,52 @@ impl GmailClient {
         url: Url,
         token: &AccessToken,
         body: &serde_json::Value,
-        idempotent: bool,
+        repeatable: bool,
     ) -> Result<T, GmailError> {
-        retry(&self.retry, call, || async {
-            match self.send_once(call, url.clone(), token, Some(body)).await {
-                Attempt::Again { error, retry_after }
-                    if idempotent || matches!(&error, GmailError::Unavailable { detail, .. } if detail == "HTTP 429") =>
-                {
-                    Attempt::Again { error, retry_after }
-                }
-                Attempt::Again { error, .. } => Attempt::Done(Err(error)),
-                done => done,
-            }
+        retry(&self.retry, call, || {
+            self.send_once(call, url.clone(), token, Request::Post { body, repeatable })
         })
         .await
     }
 
-    /// One GET, its answer sorted for the retry loop.
-    async fn get_once<T: DeserializeOwned>(
-        &self,
-        call: &'static str,
-        url: Url,
-        token: &AccessToken,
-    ) -> Attempt<T, GmailError> {
-        self.send_once(call, url, token, None).await
-    }
-
-    /// One GET, or one POST of `body`, its answer sorted for the retry loop.
+    /// One request, its answer sorted for the retry loop.
     async fn send_once<T: DeserializeOwned>(
         &self,
         call: &'static str,
         url: Url,
         token: &AccessToken,
-        body: Option<&serde_json::Value>,
+        request: Request<'_>,
     ) -> Attempt<T, GmailError> {
-        let again = |detail: String, retry_after| Attempt::Again {
-            error: GmailError::Unavailable { call, detail },
-            retry_after,
+        let repeatable = !matches!(
+            request,
+            Request::Post {
+                repeatable: false,
+                ..
+            }
+        );
+        // A failure that may have come after Gmail did the work is tried again only when
+        // the request may be repeated; `before_work` failures (a 429) always are.
+        let again = |detail: String, retry_after, before_work: bool| {
+            let error = GmailError::Unavailable { call, detail };
+            if repeatable || before_work {
+                Attempt::Again { error, retry_after }
+            } else {
+                Attempt::Done(Err(error))
+            }
         };
-        let request = match body {
-            Some(body) => self.http.post(url).json(body),
-            None => self.http.get(url),
+        let request = match request {
+            Request::Post { body, .. } => self.http.post(url).json(body),
+            Request::Get => self.http.get(url),
         };
         let response = match request.bearer_auth(token.secret()).send().await {
             Ok(response) => response,
-            Err(error) => return again(transport_detail(&error), None),
+            Err(error) => return again(transport_detail(&error), None, false),
         };
         let status = response.status();
         if status.is_success() {
             let body = match response.bytes().await {
                 Ok(body) => body,
-                Err(error) => return again(transport_detail(&error), None),
+                Err(error) => return again(transport_detail(&error), None, false),
             };
             let mut deserializer = serde_json::Deserializer::from_slice(&body);
             return Attempt::Done(serde_path_to_error::deserialize(&mut deserializer).map_err(
@@ -351,7 +346,12 @@ impl GmailClient {
         if is_transient(status) {
             let retry_after =
                 parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER));
-            return again(format!("HTTP {}", status.as_u16()), retry_after);
+            let before_work = status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            return again(
+                format!("HTTP {}", status.as_u16()),
+                retry_after,
+                before_work,
+            );
         }
         let reason = response
             .json::<GoogleError>()
@@ -391,6 +391,17 @@ impl GmailClient {
             id: full.id,
         })
     }
+}
+
+/// One Gmail request: a read, or a POST that may (a label change) or may not (a send) be
+/// repeated after a failure that can follow the work.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Get,
+    Post {
+        body: &'a serde_json::Value,
+        repeatable: bool,
+    },
 }
 
 /// What a label change or a send answers: the message's id, thread and labels after it.

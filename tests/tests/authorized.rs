@@ -217,3 +217,39 @@ async fn the_example_lambda_labels_each_new_message_from_the_events_reading_the_
     }
     integration_tests::assert_no_secret(&function.logs(), &world.secrets(), "the example's log");
 }
+
+/// A send is repeated after a 429 (Google answers it before doing anything), never after a
+/// 5xx, which may come after the message went.
+#[tokio::test]
+async fn a_send_is_repeated_after_a_429_and_never_after_a_5xx() {
+    let world = World::new("authorized-send").await;
+    world
+        .seed_token("me@example.com", minutes_from_now(50))
+        .await;
+    let proxy = SsmProxy::start(&moto::moto().endpoint).await;
+    let gmail = client(&world, &proxy, &[]).await;
+    gmail.access_token().await.expect("token");
+
+    world.google.inject_gmail_fault(Fault::Status(503));
+    let before = world.google.gmail_requests();
+    let error = gmail
+        .send(b"Subject: once\r\n\r\n.\r\n")
+        .await
+        .expect_err("503");
+    assert_eq!(error.error_type(), "Upstream");
+    assert_eq!(world.google.gmail_requests() - before, 1, "not repeated");
+
+    world.google.inject_gmail_fault(Fault::TooManyRequests {
+        retry_after_secs: 0,
+    });
+    let before = world.google.gmail_requests();
+    gmail
+        .send(b"Subject: twice\r\n\r\n.\r\n")
+        .await
+        .expect("sent on the second try");
+    assert_eq!(world.google.gmail_requests() - before, 2);
+    assert_eq!(
+        world.google.sent(),
+        vec![b"Subject: twice\r\n\r\n.\r\n".to_vec()]
+    );
+}
