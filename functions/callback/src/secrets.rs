@@ -48,7 +48,15 @@ impl SecretsCache {
         &self,
         read: impl Future<Output = Result<ClientSecrets, E>>,
     ) -> Result<ClientSecrets, E> {
-        self.get_younger_than(self.ttl, read).await
+        // Held across the read: requests of one environment come one at a time, and a second
+        // one waiting here takes what the first read instead of reading again.
+        let mut slot = self.slot.lock().await;
+        if let Some((secrets, read_at)) = slot.as_ref()
+            && read_at.elapsed() < self.ttl
+        {
+            return Ok(secrets.clone());
+        }
+        fill(&mut slot, read).await
     }
 
     /// Secrets read again because the cached ones could not open a cookie: `None` when the
@@ -57,34 +65,25 @@ impl SecretsCache {
         &self,
         read: impl Future<Output = Result<ClientSecrets, E>>,
     ) -> Option<Result<ClientSecrets, E>> {
-        let slot = self.slot.lock().await;
+        let mut slot = self.slot.lock().await;
         if slot
             .as_ref()
             .is_some_and(|(_, read_at)| read_at.elapsed() < self.recheck)
         {
             return None;
         }
-        drop(slot);
-        Some(self.get_younger_than(self.recheck, read).await)
+        Some(fill(&mut slot, read).await)
     }
+}
 
-    async fn get_younger_than<E>(
-        &self,
-        age: Duration,
-        read: impl Future<Output = Result<ClientSecrets, E>>,
-    ) -> Result<ClientSecrets, E> {
-        // Held across the read: requests of one environment come one at a time, and a second
-        // one waiting here takes what the first read instead of reading again.
-        let mut slot = self.slot.lock().await;
-        if let Some((secrets, read_at)) = slot.as_ref()
-            && read_at.elapsed() < age
-        {
-            return Ok(secrets.clone());
-        }
-        let secrets = read.await?;
-        *slot = Some((secrets.clone(), Instant::now()));
-        Ok(secrets)
-    }
+/// Reads the secrets into the slot (a failure leaves it as it was).
+async fn fill<E>(
+    slot: &mut Option<(ClientSecrets, Instant)>,
+    read: impl Future<Output = Result<ClientSecrets, E>>,
+) -> Result<ClientSecrets, E> {
+    let secrets = read.await?;
+    *slot = Some((secrets.clone(), Instant::now()));
+    Ok(secrets)
 }
 
 #[cfg(test)]
