@@ -17,17 +17,6 @@ use std::time::Duration;
 pub const NAMESPACE: &str = "GmailOAuth";
 pub const DIMENSION: &str = "FunctionName";
 
-/// The metrics, by name, with their CloudWatch unit.
-pub const METRICS: [(&str, &str); 7] = [
-    ("MailboxesOk", "Count"),
-    ("MailboxesReauthorizationRequired", "Count"),
-    ("MailboxesFailing", "Count"),
-    ("MailboxesNotReached", "Count"),
-    ("TokenRefreshes", "Count"),
-    ("EventsPublished", "Count"),
-    ("RunDuration", "Milliseconds"),
-];
-
 /// What one run counts.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RunMetrics {
@@ -85,13 +74,22 @@ impl RunMetrics {
 
     /// The EMF line (one JSON object) for a run of `duration` by `function_name` at `now`.
     pub fn emf(&self, function_name: &str, duration: Duration, now: DateTime<Utc>) -> Value {
-        let values = [
-            self.ok,
-            self.reauthorization_required.len(),
-            self.failing.len(),
-            self.not_reached,
-            self.token_refreshes,
-            self.events_published,
+        let metrics = [
+            ("MailboxesOk", "Count", json!(self.ok)),
+            (
+                "MailboxesReauthorizationRequired",
+                "Count",
+                json!(self.reauthorization_required.len()),
+            ),
+            ("MailboxesFailing", "Count", json!(self.failing.len())),
+            ("MailboxesNotReached", "Count", json!(self.not_reached)),
+            ("TokenRefreshes", "Count", json!(self.token_refreshes)),
+            ("EventsPublished", "Count", json!(self.events_published)),
+            (
+                "RunDuration",
+                "Milliseconds",
+                json!(duration.as_secs_f64() * 1000.0),
+            ),
         ];
         let mut line = json!({
             "_aws": {
@@ -99,19 +97,18 @@ impl RunMetrics {
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
                     "Dimensions": [[DIMENSION]],
-                    "Metrics": METRICS
+                    "Metrics": metrics
                         .iter()
-                        .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+                        .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
                         .collect::<Vec<_>>(),
                 }],
             },
             DIMENSION: function_name,
-            "RunDuration": duration.as_secs_f64() * 1000.0,
             "reauthorization_required": self.reauthorization_required,
             "failing": self.failing,
         });
-        for ((name, _), value) in METRICS.iter().zip(values) {
-            line[*name] = json!(value);
+        for (name, _, value) in metrics {
+            line[name] = value;
         }
         line
     }
@@ -135,7 +132,10 @@ mod tests {
         let declared = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(declared["Namespace"], NAMESPACE);
         assert_eq!(declared["Dimensions"], json!([["FunctionName"]]));
-        for (name, _) in METRICS {
+        let declared_names = declared["Metrics"].as_array().unwrap();
+        assert_eq!(declared_names.len(), 7);
+        for metric in declared_names {
+            let name = metric["Name"].as_str().unwrap();
             assert!(line[name].is_number(), "{name}: {line}");
         }
         assert_eq!(line["MailboxesReauthorizationRequired"], 1);
