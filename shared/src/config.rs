@@ -92,15 +92,34 @@ impl CommonConfig {
 
 /// `MAILBOX_CONCURRENCY`: mailboxes kept at once, 1 to 64 (default 8).
 pub fn concurrency(lookup: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
-    match var(lookup, "MAILBOX_CONCURRENCY") {
-        None => Ok(DEFAULT_MAILBOX_CONCURRENCY),
+    whole_number(
+        lookup,
+        "MAILBOX_CONCURRENCY",
+        DEFAULT_MAILBOX_CONCURRENCY,
+        1..=64,
+    )
+}
+
+/// A whole-number setting within `range`, `default` when unset.
+pub fn whole_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    match var(lookup, name) {
+        None => Ok(default),
         Some(raw) => raw
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=64).contains(n))
+            .filter(|n| range.contains(n))
             .ok_or_else(|| ConfigError {
-                name: "MAILBOX_CONCURRENCY",
-                problem: "must be a whole number from 1 to 64".into(),
+                name,
+                problem: format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             }),
     }
 }

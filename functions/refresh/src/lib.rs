@@ -37,33 +37,19 @@ pub struct Config {
 impl Config {
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_lookup(lookup)?;
-        let max_messages = match config::var(lookup, "MAX_MESSAGES") {
-            None => DEFAULT_MAX_MESSAGES,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=500).contains(n))
-                .ok_or_else(|| ConfigError {
-                    name: "MAX_MESSAGES",
-                    problem: "must be a whole number from 1 to 500".into(),
-                })?,
-        };
+        let max_messages =
+            config::whole_number(lookup, "MAX_MESSAGES", DEFAULT_MAX_MESSAGES, 1..=500)?;
         let event_bus = config::var(lookup, "EVENT_BUS_NAME");
         let events = match &event_bus {
             None => None,
             Some(_) => Some(EventSettings {
                 label: config::var(lookup, "GMAIL_LABEL").unwrap_or_else(|| DEFAULT_LABEL.into()),
-                max_events: match config::var(lookup, "MAX_EVENTS_PER_RUN") {
-                    None => DEFAULT_MAX_EVENTS,
-                    Some(raw) => raw
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=10_000).contains(n))
-                        .ok_or_else(|| ConfigError {
-                            name: "MAX_EVENTS_PER_RUN",
-                            problem: "must be a whole number from 1 to 10000".into(),
-                        })?,
-                },
+                max_events: config::whole_number(
+                    lookup,
+                    "MAX_EVENTS_PER_RUN",
+                    DEFAULT_MAX_EVENTS,
+                    1..=10_000,
+                )?,
                 backfill: config::var(lookup, "BACKFILL_QUERY"),
                 publish_retry: RetryPolicy::default(),
             }),
