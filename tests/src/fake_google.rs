@@ -115,7 +115,7 @@ struct GoogleState {
     refresh_grants: usize,
     gmail_requests: usize,
     /// Gmail API quota units spent (getProfile 1, messages.list 5, messages.get 5,
-    /// history.list 2), as Google counts them.
+    /// history.list 2, messages.modify 5, messages.send 100), as Google counts them.
     quota_units: usize,
     list_requests: usize,
     last_query: Option<String>,
@@ -533,11 +533,6 @@ impl FakeGoogle {
     }
 }
 
-/// Counts the quota units a Gmail call costs (Google counts refused calls too).
-fn spend(state: &Arc<Mutex<GoogleState>>, units: usize) {
-    state.lock().unwrap_or_else(|e| e.into_inner()).quota_units += units;
-}
-
 async fn latency(state: &Arc<Mutex<GoogleState>>) {
     let delay = state.lock().unwrap_or_else(|e| e.into_inner()).latency;
     if !delay.is_zero() {
@@ -834,11 +829,15 @@ fn json_ok(value: Value) -> Response {
         .into_response()
 }
 
-/// Counts the request, applies an injected fault, checks the bearer token: the account, or the answer to send.
+/// Spends the call's quota `units` (Google counts refused calls too), counts
+/// the request, applies an injected fault, checks the bearer token: the account, or the
+/// answer to send.
 async fn gmail_auth(
     state: &Arc<Mutex<GoogleState>>,
     headers: &HeaderMap,
+    units: usize,
 ) -> Result<String, Response> {
+    state.lock().unwrap_or_else(|e| e.into_inner()).quota_units += units;
     latency(state).await;
     let injected = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -865,8 +864,7 @@ async fn gmail_auth(
 }
 
 async fn profile(State(state): State<Arc<Mutex<GoogleState>>>, headers: HeaderMap) -> Response {
-    spend(&state, 1);
-    match gmail_auth(&state, &headers).await {
+    match gmail_auth(&state, &headers, 1).await {
         Ok(account) => {
             let (total, history_id) = {
                 let state = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -885,8 +883,7 @@ async fn list_messages(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    spend(&state, 5);
-    if let Err(response) = gmail_auth(&state, &headers).await {
+    if let Err(response) = gmail_auth(&state, &headers, 5).await {
         return response;
     }
     let params = form(query.unwrap_or_default().as_bytes());
@@ -945,8 +942,7 @@ async fn list_history(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    spend(&state, 2);
-    if let Err(response) = gmail_auth(&state, &headers).await {
+    if let Err(response) = gmail_auth(&state, &headers, 2).await {
         return response;
     }
     let params = form(query.unwrap_or_default().as_bytes());
@@ -1016,8 +1012,7 @@ async fn get_message(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    spend(&state, 5);
-    if let Err(response) = gmail_auth(&state, &headers).await {
+    if let Err(response) = gmail_auth(&state, &headers, 5).await {
         return response;
     }
     let query = query.unwrap_or_default();
@@ -1067,8 +1062,7 @@ async fn modify_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    spend(&state, 5);
-    if let Err(response) = gmail_auth(&state, &headers).await {
+    if let Err(response) = gmail_auth(&state, &headers, 5).await {
         return response;
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -1105,8 +1099,7 @@ async fn send_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    spend(&state, 100);
-    if let Err(response) = gmail_auth(&state, &headers).await {
+    if let Err(response) = gmail_auth(&state, &headers, 100).await {
         return response;
     }
     let raw = serde_json::from_slice::<Value>(&body)
