@@ -28,6 +28,37 @@ pub type Repo = ParameterRepository<SsmParameters>;
 /// The refresh function as the tests build it: SSM and EventBridge (moto, or a proxy).
 pub type RefreshApp = gmail_refresh::Refresh<Repo, EventBridgeBus>;
 
+/// `FAULT_SCHEDULES`: how many randomized fault schedules a fault test runs (1,000 in
+/// `make test`; `make fuzz` sets 10,000).
+pub fn fault_schedules() -> u64 {
+    std::env::var("FAULT_SCHEDULES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000)
+}
+
+/// Runs `schedules` split over `workers` tasks (`worker(index, count)`), each with its own
+/// world; their results, in order. A worker's panic fails the test.
+pub async fn across_workers<T, F>(
+    workers: u64,
+    schedules: u64,
+    worker: impl Fn(u64, u64) -> F,
+) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let per_worker = schedules.div_ceil(workers);
+    let tasks: Vec<_> = (0..workers)
+        .map(|i| tokio::spawn(worker(i, per_worker)))
+        .collect();
+    let mut parts = Vec::new();
+    for task in tasks {
+        parts.push(task.await.expect("a worker panicked"));
+    }
+    parts
+}
+
 /// SDK timeouts for calls moto may answer slowly (a `PutEvents` delivers to SQS before it
 /// answers; a loaded machine): attempts 1 s, operations 2.5 s.
 fn patient_timeouts() -> aws_config::timeout::TimeoutConfig {

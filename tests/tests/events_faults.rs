@@ -47,13 +47,6 @@ struct Tally {
     deadline_cuts: usize,
 }
 
-fn schedules() -> u64 {
-    std::env::var("FAULT_SCHEDULES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000)
-}
-
 fn inject(rng: &mut StdRng, world: &World, proxy: &SsmProxy) -> usize {
     let mut count = 0;
     for _ in 0..rng.gen_range(0..=3) {
@@ -265,14 +258,9 @@ async fn worker(index: u64, count: u64) -> Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_fault_schedule_loses_a_message_or_moves_the_checkpoint_past_one() {
-    let total = schedules();
-    let per_worker = total.div_ceil(WORKERS);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|i| tokio::spawn(worker(i, per_worker)))
-        .collect();
+    let total = integration_tests::fault_schedules();
     let mut tally = Tally::default();
-    for worker in workers {
-        let part = worker.await.expect("a worker panicked");
+    for part in integration_tests::across_workers(WORKERS, total, worker).await {
         tally.schedules += part.schedules;
         tally.faults += part.faults;
         tally.messages += part.messages;

@@ -32,13 +32,6 @@ struct Tally {
     slowest: Duration,
 }
 
-fn schedules() -> u64 {
-    std::env::var("FAULT_SCHEDULES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000)
-}
-
 /// Injects a random set of faults; returns how many.
 fn inject(rng: &mut StdRng, world: &World, proxy: &SsmProxy) -> usize {
     let mut count = 0;
@@ -148,14 +141,9 @@ async fn worker(index: u64, count: u64) -> Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_schedule_ends_typed_in_time_and_keeps_a_valid_refresh_token() {
-    let total = schedules();
-    let per_worker = total.div_ceil(WORKERS);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|i| tokio::spawn(worker(i, per_worker)))
-        .collect();
+    let total = integration_tests::fault_schedules();
     let mut tally = Tally::default();
-    for worker in workers {
-        let part = worker.await.expect("a worker panicked");
+    for part in integration_tests::across_workers(WORKERS, total, worker).await {
         tally.schedules += part.schedules;
         tally.succeeded += part.succeeded;
         tally.upstream += part.upstream;

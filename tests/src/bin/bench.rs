@@ -72,10 +72,10 @@ fn timeval_ms(t: libc::timeval) -> f64 {
 }
 
 fn env_through(world: &World, proxy: &SsmProxy) -> Vec<(String, String)> {
-    let mut env = world.env(&[("MAX_MESSAGES", "25")]);
-    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
-    env
+    world.env(&[
+        ("MAX_MESSAGES", "25"),
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+    ])
 }
 
 /// A: spawn the release binary, wait for its first poll, send one scheduled event.

@@ -64,15 +64,14 @@ async fn function(setup: &Setup, events: bool, extra: &[(&str, &str)]) -> Functi
         setup.world.many(),
         ("SSM_WRITE_TPS", "3"),
         ("SSM_READ_TPS", "20"),
+        ("AWS_ENDPOINT_URL", setup.proxy.endpoint.as_str()),
     ];
     if events {
         pairs.push(("EVENT_BUS_NAME", setup.subscriber.bus.as_str()));
     }
     pairs.extend_from_slice(extra);
-    let mut env = setup.world.env(&pairs);
-    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL".into(), setup.proxy.endpoint.clone()));
-    let function = FunctionProcess::start(release_binary("gmail-refresh"), env).await;
+    let function =
+        FunctionProcess::start(release_binary("gmail-refresh"), setup.world.env(&pairs)).await;
     function.api.set_timeout(TIMEOUT);
     function
 }

@@ -57,14 +57,13 @@ async fn one(n: usize, read_tps: f64, write_tps: f64) -> Row {
 
     let write_pace = write_tps.to_string();
     let concurrency = CONCURRENCY.to_string();
-    let mut env = world.env(&[
+    let env = world.env(&[
         world.many(),
         ("SSM_WRITE_TPS", write_pace.as_str()),
         ("SSM_READ_TPS", "20"),
         ("MAILBOX_CONCURRENCY", concurrency.as_str()),
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
     ]);
-    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint.clone()));
     let function = FunctionProcess::start(release_binary("gmail-refresh"), env).await;
     function.api.set_timeout(TIMEOUT);
     let started = Instant::now();
