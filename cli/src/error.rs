@@ -53,7 +53,8 @@ impl From<Error> for CliError {
 impl From<gmail_oauth::store::StoreError> for CliError {
     fn from(error: gmail_oauth::store::StoreError) -> Self {
         match error {
-            gmail_oauth::store::StoreError::Unavailable { .. } => {
+            gmail_oauth::store::StoreError::Unavailable { .. }
+            | gmail_oauth::store::StoreError::NoTime { .. } => {
                 CliError::Upstream(error.to_string())
             }
             gmail_oauth::store::StoreError::Refused { .. } => CliError::Failed(error.to_string()),

@@ -219,7 +219,7 @@ pub async fn write_raw(
         Location::Ssm(name) => {
             SsmParameters::from_env(kms_key_id, SsmTuning::default())
                 .await
-                .put(name, raw, ParameterKind::Secret, true)
+                .put(name, raw, ParameterKind::Secret, true, None)
                 .await?;
             Ok(())
         }
@@ -275,11 +275,11 @@ impl TokenRepository for Repository {
         &self,
         stored: &Stored,
         fresh: &StoredToken,
-        heal_until: Option<tokio::time::Instant>,
+        deadline: Option<gmail_oauth::deadline::Deadline>,
     ) -> Result<Settled, StoreError> {
         match &self.base {
-            Base::File(repo) => repo.save(stored, fresh, heal_until).await,
-            Base::Ssm(repo) => repo.save(stored, fresh, heal_until).await,
+            Base::File(repo) => repo.save(stored, fresh, deadline).await,
+            Base::Ssm(repo) => repo.save(stored, fresh, deadline).await,
         }
     }
 

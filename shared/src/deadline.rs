@@ -50,6 +50,22 @@ impl Deadline {
     pub fn work_until(&self) -> Instant {
         self.at.checked_sub(self.save_reserve).unwrap_or(self.at)
     }
+
+    /// The latest a save's write may start: with its reserve (the write, its check and one
+    /// repair) still ahead. The work stops at the reserve's start and noticing that takes
+    /// a moment, so nine tenths of the reserve still ahead is enough.
+    pub fn write_by(&self) -> Instant {
+        self.at
+            .checked_sub(self.save_reserve.mul_f32(0.9))
+            .unwrap_or(self.at)
+    }
+
+    /// The latest a repair (a second write) may start: with half the reserve still ahead.
+    pub fn heal_by(&self) -> Instant {
+        self.at
+            .checked_sub(self.save_reserve / 2)
+            .unwrap_or(self.at)
+    }
 }
 
 /// Runs `work` until `until` (no limit with `None`); `None` when time ran out first.

@@ -55,6 +55,13 @@ pub const MAX_HEALS: u32 = 8;
 /// which is the current value).
 pub const VERSIONS_PER_CALL: usize = 9;
 
+/// Most steps (writes and looks) of one save, a bound no execution the model checker
+/// explores comes near: every heal, each with a write and the looks that read a whole
+/// history of [`HISTORY_LIMIT`] versions, [`VERSIONS_PER_CALL`] at a time. Past it the
+/// save ends [`Settled::Unfinished`] instead of asking Parameter Store again.
+pub const MAX_STEPS: u32 =
+    (MAX_HEALS + 1) * (2 + HISTORY_LIMIT as u32 / VERSIONS_PER_CALL as u32 + 1);
+
 /// Where a stored value's grant comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lineage {
@@ -87,6 +94,21 @@ impl Lineage {
         match self {
             Lineage::Refresh { since, .. } | Lineage::Heal { since, .. } => Some(since),
             Lineage::Consent | Lineage::Foreign => None,
+        }
+    }
+
+    /// Whether a value with this lineage can have been written at `version` by this
+    /// protocol: a refresh or heal names versions before its own (its writer read `since`
+    /// and wrote after it; its grant's consent came before it). One that names `version`
+    /// or later was written into a parameter that has since been deleted and created again
+    /// (an `unlink` after a re-link, then a run's late write), or was copied or restored by
+    /// hand: it carries no version history this parameter has.
+    pub fn plausible_at(self, version: Version) -> bool {
+        match (self.origin(), self.since()) {
+            (Some(origin), Some(since)) => {
+                (1..version).contains(&origin) && (1..version).contains(&since)
+            }
+            _ => true,
         }
     }
 }
@@ -136,6 +158,10 @@ pub enum Settled {
     Recreated,
     /// Consents kept landing while this run healed; the next run repairs.
     GaveUp,
+    /// The save took more than [`MAX_STEPS`] steps, or its time was up, before its checks
+    /// settled: the next run's check looks again (it re-checks from the version this run
+    /// read).
+    Unfinished,
     /// The write never landed (refused, or failed every attempt): the parameter holds the
     /// grant that was read, unchanged, and the next run refreshes again.
     NotWritten,
@@ -155,7 +181,11 @@ pub struct Seen<R> {
 }
 
 /// One run's save of a refreshed value, as a state machine.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Two saves are equal when they know the same: the count of steps taken is left out, so
+/// a save that asks the same again without learning anything is the same state (a
+/// livelock the model checker reports), not a new one.
+#[derive(Debug, Clone)]
 pub struct Save<R> {
     read: Seen<R>,
     /// Every value this save wrote (the refresh, then heals): its own versions are found by
@@ -167,26 +197,57 @@ pub struct Save<R> {
     current: Option<Option<Seen<R>>>,
     last_top: Option<Version>,
     heals: u32,
+    /// Steps handed out so far (bounded by [`MAX_STEPS`]).
+    steps: u32,
+}
+
+impl<R: PartialEq> PartialEq for Save<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.read == other.read
+            && self.mine == other.mine
+            && self.known == other.known
+            && self.current == other.current
+            && self.last_top == other.last_top
+            && self.heals == other.heals
+    }
+}
+
+impl<R: Eq> Eq for Save<R> {}
+
+impl<R: std::hash::Hash> std::hash::Hash for Save<R> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.read.hash(state);
+        self.mine.hash(state);
+        self.known.hash(state);
+        self.current.hash(state);
+        self.last_top.hash(state);
+        self.heals.hash(state);
+    }
 }
 
 impl<R: Record> Save<R> {
     /// A save of `fresh` (the value `read`, refreshed): the first step is its write, marked
     /// as a refresh of the grant the read value descends from.
+    ///
+    /// A value read at version 1 whose lineage is not [plausible](Lineage::plausible_at)
+    /// there counts as a consent at version 1 (as a value without lineage does).
     pub fn start(read: Seen<R>, fresh: &R) -> (Save<R>, Step<R>) {
-        let origin = read.value.lineage().origin().unwrap_or(read.version);
+        let origin = base_lineage(&read).origin().unwrap_or(read.version);
         let value = fresh.with_lineage(Lineage::Refresh {
             origin,
             since: read.version,
         });
-        let save = Save {
+        let mut save = Save {
             read,
             mine: vec![value.clone()],
             known: BTreeMap::new(),
             current: None,
             last_top: None,
             heals: 0,
+            steps: 0,
         };
-        (save, Step::Put(value))
+        let step = save.counted(Step::Put(value));
+        (save, step)
     }
 
     /// A check without a write, for a run that Google refused the grant it read: if a run
@@ -201,8 +262,10 @@ impl<R: Record> Save<R> {
             current: None,
             last_top: None,
             heals: 0,
+            steps: 0,
         };
         let step = save.next();
+        let step = save.counted(step);
         (save, step)
     }
 
@@ -210,7 +273,25 @@ impl<R: Record> Save<R> {
     /// may have committed all the same). Either way the next step is to look.
     pub fn on_put(&mut self, _version: Option<Version>) -> Step<R> {
         self.current = None;
-        self.next()
+        let step = self.next();
+        self.counted(step)
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
+    /// `step`, counted against [`MAX_STEPS`]: past the bound, the save ends unfinished.
+    fn counted(&mut self, step: Step<R>) -> Step<R> {
+        if matches!(step, Step::Done(_)) {
+            return step;
+        }
+        if self.steps >= MAX_STEPS {
+            return Step::Done(Settled::Unfinished);
+        }
+        self.steps += 1;
+        step
     }
 
     /// One `GetParameters` answer to `asked`: the current version (if the parameter
@@ -262,7 +343,8 @@ impl<R: Record> Save<R> {
             self.last_top = Some(top);
         }
         self.current = Some(current);
-        self.next()
+        let step = self.next();
+        self.counted(step)
     }
 
     fn next(&mut self) -> Step<R> {
@@ -295,7 +377,7 @@ impl<R: Record> Save<R> {
         let after = match self.last_top {
             None => {
                 versions.push(self.read.version);
-                if let Some(origin) = self.read.value.lineage().origin()
+                if let Some(origin) = base_lineage(&self.read).origin()
                     && (1..self.read.version).contains(&origin)
                 {
                     versions.push(origin);
@@ -322,10 +404,7 @@ impl<R: Record> Save<R> {
     /// The first version this save checks when the parameter is the one it read: the one
     /// after its writer's read, which that writer's own check covered only if it finished.
     fn checked_from(&self) -> Version {
-        let since = self
-            .read
-            .value
-            .lineage()
+        let since = base_lineage(&self.read)
             .since()
             .unwrap_or(self.read.version);
         since.clamp(0, self.read.version) + 1
@@ -337,7 +416,7 @@ impl<R: Record> Save<R> {
         if self.read.version <= top {
             needed.push(self.read.version);
         }
-        needed.extend(self.read.value.lineage().origin());
+        needed.extend(base_lineage(&self.read).origin());
         let lo = self.window_start(top);
         needed.extend(lo..=top);
         let origins: Vec<Version> = self
@@ -364,10 +443,7 @@ impl<R: Record> Save<R> {
             // Not read yet (it is wanted): assume so until it is.
             None => self.read.version <= top,
         };
-        let origin_unread = self
-            .read
-            .value
-            .lineage()
+        let origin_unread = base_lineage(&self.read)
             .origin()
             .is_some_and(|o| readable(o, top) && !self.known.contains_key(&o));
         let believed = origin_unread
@@ -393,10 +469,12 @@ impl<R: Record> Save<R> {
     /// The origin a value claims, checked: a consent (or foreign value) is its own origin; a
     /// refresh or heal names one, believed only if that version holds a consent of the same
     /// grant, or is no longer kept (then it is older than anything this run could hide).
-    /// A value that is not a readable token has no authority.
+    /// A value that is not a readable token, or whose lineage cannot be true where it is
+    /// ([`counted_lineage`]), has no authority.
     fn authority(&self, version: Version, value: &R, top: Version) -> Option<Version> {
         value.grant()?;
-        let Some(origin) = value.lineage().origin() else {
+        let lineage = counted_lineage(version, value, &self.mine)?;
+        let Some(origin) = lineage.origin() else {
             return Some(version);
         };
         if origin < 1 || origin > top {
@@ -407,7 +485,8 @@ impl<R: Record> Save<R> {
         }
         match self.known.get(&origin) {
             Some(Some(source))
-                if source.value.lineage().origin().is_none()
+                if counted_lineage(origin, &source.value, &self.mine)
+                    .is_some_and(|l| l.origin().is_none())
                     && source.value.grant() == value.grant() =>
             {
                 Some(origin)
@@ -473,6 +552,32 @@ impl<R: Record> Save<R> {
     }
 }
 
+/// The lineage a value at `version` is counted with, or `None` when it cannot be believed.
+///
+/// A plausible lineage ([`Lineage::plausible_at`]) is counted as it is. One that names
+/// `version` or later was written into a parameter deleted and created again, or copied by
+/// hand: at version 1, where nothing older exists that it could hide, it counts as a consent
+/// at version 1 (a token restored into a new parameter, or a revoked grant a run wrote back
+/// after an unlink, which Google then refuses), unless this save wrote it itself (then it is
+/// this save's late write after an unlink: `Recreated`); anywhere else it may stand on top
+/// of a newer grant (a late write after an unlink and a new consent), and is not believed.
+fn counted_lineage<R: Record>(version: Version, value: &R, mine: &[R]) -> Option<Lineage> {
+    let lineage = value.lineage();
+    if lineage.plausible_at(version) {
+        Some(lineage)
+    } else if version == 1 && !mine.contains(value) {
+        Some(Lineage::Foreign)
+    } else {
+        None
+    }
+}
+
+/// The lineage of the value a save read, for what to read and what to write: as counted,
+/// or, when it cannot be believed, as it says (its origin is looked at, never believed).
+fn base_lineage<R: Record>(read: &Seen<R>) -> Lineage {
+    counted_lineage(read.version, &read.value, &[]).unwrap_or(read.value.lineage())
+}
+
 impl<R: Clone> Save<R> {
     /// The same save with every value passed through `f`: a model checker that treats two
     /// runs as interchangeable renames one run's values to compare states.
@@ -493,11 +598,13 @@ impl<R: Clone> Save<R> {
             current: self.current.as_ref().map(|c| c.as_ref().map(seen)),
             last_top: self.last_top,
             heals: self.heals,
+            steps: self.steps,
         }
     }
 }
 
-/// Whether Parameter Store still keeps version `v` when `top` is the newest.
+/// Whether version `v` can be read when `top` is the newest: it exists (a version above
+/// `top` does not, yet) and Parameter Store still keeps it.
 fn readable(v: Version, top: Version) -> bool {
-    v >= 1 && v > top - HISTORY_LIMIT
+    v >= 1 && v <= top && v > top - HISTORY_LIMIT
 }

@@ -11,13 +11,25 @@
 //! consent after it, the parameter is absent, or was created again by a run's late write
 //! with a grant the unlink revoked (reported as `Recreated`).
 //!
-//! Two checks show the model has teeth: the protocol this project used before (re-check the
-//! version, write, put back the version before ours) and the new protocol with runs that
-//! may be cut between their write and its verification (which the deployment rules out)
-//! both break the rule, and a counterexample is printed.
+//! It also checks that every execution ends: a state met again on the path that leads to
+//! it is a livelock (a save asking the same question for ever: the protocol's states leave
+//! out the count of steps, so asking again without learning anything is the same state),
+//! reported with its path; no save may end by its step bound (`Unfinished`); and the
+//! longest execution, in steps, is measured over the whole graph (each state's longest way
+//! to an end, computed as the depth-first search leaves it).
+//!
+//! Initial parameters include values whose lineage names versions the parameter never
+//! had: a token restored or copied by hand, and a re-linked mailbox (its grant at version
+//! 2) that an unlink and a run's late write create again at version 1.
+//!
+//! Three checks show the model has teeth: the protocol this project used before (re-check
+//! the version, write, put back the version before ours) and the new protocol with runs
+//! that may be cut between their write and its verification (which the deployment rules
+//! out) both break the rule, and a naive save that polls until it sees its own write
+//! livelocks; each prints its counterexample.
 
 use gmail_oauth::grant_keeping::{Lineage, Record, Save, Seen, Selector, Settled, Step, Version};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -128,6 +140,8 @@ enum Run {
         failed: bool,
     },
     Legacy(Legacy),
+    /// A naive save: write, then look until the current value is the one written.
+    Poll(Value),
     Done(Option<Settled>),
 }
 
@@ -199,8 +213,26 @@ struct Config {
     /// first has ended: does a complete save repair what a cut one left?
     repair: bool,
     legacy: bool,
+    /// Runs save with the naive polling protocol ([`Run::Poll`]).
+    poll: bool,
+    /// The parameter at the start.
+    start: Start,
     /// Describe every step (only while replaying a counterexample).
     labels: bool,
+}
+
+/// What the parameter holds when the model starts.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// Version 1: a consent's grant g0.
+    Consent,
+    /// Version 1: g0 with a lineage naming version 5 (`{"written_by": "refresh", "origin": 5,
+    /// "since": 5}`): a token restored from a backup or copied from another parameter.
+    Restored,
+    /// A mailbox linked twice: version 1 an older grant (g3, revoked since), version 2 the
+    /// re-link's g0. A run that reads version 2 and writes after an unlink creates the
+    /// parameter again at version 1 with origin 2.
+    Relinked,
 }
 
 #[derive(Default, Debug)]
@@ -210,13 +242,35 @@ struct Tally {
     ends: usize,
     settled: std::collections::BTreeMap<String, usize>,
     violation: Option<(State, Vec<String>)>,
+    /// The path to a state met again on it: an execution that never ends.
+    livelock: Option<Vec<String>>,
+    /// The most steps of any execution, start to end.
+    longest: u32,
 }
 
 fn initial(config: Config) -> State {
-    let first = Value {
-        grant: 0,
-        access: 0,
-        lineage: Lineage::Consent,
+    let value = |grant, access, lineage| Value {
+        grant,
+        access,
+        lineage,
+    };
+    let (versions, issued, revoked) = match config.start {
+        Start::Consent => (vec![(value(0, 0, Lineage::Consent), 0)], 1, 0),
+        Start::Restored => {
+            let restored = Lineage::Refresh {
+                origin: 5,
+                since: 5,
+            };
+            (vec![(value(0, 0, restored), 0)], 1, 0)
+        }
+        Start::Relinked => (
+            vec![
+                (value(3, 3, Lineage::Consent), -1),
+                (value(0, 0, Lineage::Consent), 0),
+            ],
+            1 | 1 << 3,
+            1 << 3,
+        ),
     };
     let mut consents = vec![Consent::Start, Consent::Start];
     if config.unlink {
@@ -224,13 +278,13 @@ fn initial(config: Config) -> State {
     }
     State {
         store: Store {
-            versions: Some(vec![(first, 0)]),
+            versions: Some(versions),
             commits: 0,
         },
         runs: vec![Run::Start; config.runs],
         consents,
-        issued: 1,
-        revoked: 0,
+        issued,
+        revoked,
         truth: Some(0),
         faults_left: config.faults,
         asymmetric: config.repair,
@@ -341,7 +395,10 @@ fn run_steps(state: &State, i: usize, config: Config, next: &mut Vec<(String, St
             } else {
                 let access = run_access(i);
                 let fresh = Value { access, ..*value };
-                s.runs[i] = if config.legacy {
+                s.runs[i] = if config.poll {
+                    s.store.put(fresh);
+                    Run::Poll(fresh)
+                } else if config.legacy {
                     Run::Legacy(Legacy::Recheck {
                         version: *version,
                         fresh,
@@ -432,6 +489,13 @@ fn run_steps(state: &State, i: usize, config: Config, next: &mut Vec<(String, St
             }
         }
         Run::Legacy(legacy) => legacy_steps(state, i, legacy, config, next),
+        Run::Poll(mine) => {
+            let mut s = state.clone();
+            if s.store.top_value().map(|(_, value)| value) == Some(*mine) {
+                s.runs[i] = Run::Done(Some(Settled::Stored));
+            }
+            next.push((label!(config, "run{i}: polls for its write {mine:?}"), s));
+        }
     }
 }
 
@@ -647,35 +711,72 @@ fn holds(state: &State) -> bool {
     }
 }
 
-/// A state on the depth-first path: the successors still to visit, and which successor of
-/// its parent it is.
-type Frame = (State, Vec<(String, State)>, usize);
+/// A state on the depth-first path: its fingerprint, the successors still to visit, which
+/// successor of its parent it is, and the longest way to an end found from it so far.
+struct Frame {
+    fingerprint: u64,
+    successors: Vec<(String, State)>,
+    index: usize,
+    longest: u32,
+}
+
+/// In the table of states seen: a state still on the depth-first path.
+const ON_PATH: u32 = u32::MAX;
 
 fn explore(config: Config) -> Tally {
     let mut tally = Tally::default();
     let mut settled: std::collections::HashMap<Option<Settled>, usize> = Default::default();
     // States are remembered by a 64-bit fingerprint, as TLC does: a collision (probability
     // about n²/2⁶⁵, 1 in 10⁵ for 20 million states) could only hide a state, never report a
-    // false violation.
-    let mut seen: HashSet<u64> = HashSet::new();
+    // false violation. Each maps to its longest way to an end, or ON_PATH while the search
+    // is below it (a state reached again then is a cycle: an execution without end).
+    let mut seen: HashMap<u64, u32> = HashMap::new();
     let start = initial(config);
-    seen.insert(fingerprint(&start));
-    // Depth-first; each stack entry remembers which successor of its parent it is, so a
+    let first = fingerprint(&start);
+    seen.insert(first, ON_PATH);
+    // Depth-first; each frame remembers which successor of its parent it is, so a
     // violation's path can be replayed with its steps described.
-    let mut stack: Vec<Frame> = vec![(start.clone(), successors(&start, config), 0)];
+    let mut stack: Vec<Frame> = vec![Frame {
+        fingerprint: first,
+        successors: successors(&start, config),
+        index: 0,
+        longest: 0,
+    }];
     tally.states = 1;
-    while let Some((_, successors_left, _)) = stack.last_mut() {
-        let Some((_, state)) = successors_left.pop() else {
-            stack.pop();
+    let path_to = |stack: &[Frame], index: usize| -> Vec<usize> {
+        stack
+            .iter()
+            .skip(1)
+            .map(|frame| frame.index)
+            .chain(std::iter::once(index))
+            .collect()
+    };
+    while let Some(frame) = stack.last_mut() {
+        let Some((_, state)) = frame.successors.pop() else {
+            let done = stack.pop().expect("a frame");
+            seen.insert(done.fingerprint, done.longest);
+            if let Some(parent) = stack.last_mut() {
+                parent.longest = parent.longest.max(done.longest + 1);
+            }
             continue;
         };
-        let index = successors_left.len();
+        let index = frame.successors.len();
         tally.transitions += 1;
-        if !seen.insert(fingerprint(&state)) {
+        let print = fingerprint(&state);
+        if let Some(&longest) = seen.get(&print) {
+            if longest == ON_PATH {
+                if tally.livelock.is_none() {
+                    tally.livelock = Some(replay(config, &path_to(&stack, index)));
+                }
+            } else {
+                frame.longest = frame.longest.max(longest + 1);
+            }
             continue;
         }
         tally.states += 1;
         if ended(&state) {
+            seen.insert(print, 0);
+            frame.longest = frame.longest.max(1);
             tally.ends += 1;
             for run in &state.runs {
                 let outcome = match run {
@@ -686,13 +787,7 @@ fn explore(config: Config) -> Tally {
             }
             if !holds(&state) && tally.violation.is_none() {
                 let stop = config.legacy || config.cut_in_save;
-                let path: Vec<usize> = stack
-                    .iter()
-                    .skip(1)
-                    .map(|(_, _, i)| *i)
-                    .chain(std::iter::once(index))
-                    .collect();
-                tally.violation = Some((state.clone(), replay(config, &path)));
+                tally.violation = Some((state.clone(), replay(config, &path_to(&stack, index))));
                 // Where a violation is the expected finding, the first one is enough.
                 if stop {
                     break;
@@ -700,9 +795,21 @@ fn explore(config: Config) -> Tally {
             }
             continue;
         }
+        seen.insert(print, ON_PATH);
         let next = successors(&state, config);
-        stack.push((state, next, index));
+        stack.push(Frame {
+            fingerprint: print,
+            successors: next,
+            index,
+            longest: 0,
+        });
     }
+    // Unknown (0) when the search stopped at a violation before it was done.
+    tally.longest = seen
+        .get(&first)
+        .copied()
+        .filter(|l| *l != ON_PATH)
+        .unwrap_or_default();
     tally.settled = settled
         .into_iter()
         .map(|(outcome, n)| {
@@ -787,6 +894,7 @@ fn mirrored(state: &State) -> State {
         // The previous protocol's runs are not renamed: its states are only compared as
         // they are (its check stops at the first violation anyway).
         Run::Legacy(legacy) => Run::Legacy(legacy.clone()),
+        Run::Poll(value) => Run::Poll(swap(value)),
         Run::Done(outcome) => Run::Done(*outcome),
     };
     let mut mirror = state.clone();
@@ -801,9 +909,22 @@ fn mirrored(state: &State) -> State {
 
 fn report(name: &str, tally: &Tally) {
     println!(
-        "{name}: {} states, {} transitions, {} final states; saves ended {:?}",
-        tally.states, tally.transitions, tally.ends, tally.settled
+        "{name}: {} states, {} transitions, {} final states, longest execution {}; saves ended {:?}",
+        tally.states,
+        tally.transitions,
+        tally.ends,
+        match tally.longest {
+            0 => "unknown (the search stopped at the first violation)".to_owned(),
+            steps => format!("{steps} steps"),
+        },
+        tally.settled
     );
+    if let Some(path) = &tally.livelock {
+        println!("  livelock: this path reaches a state it has already been through:");
+        for step in path {
+            println!("    {step}");
+        }
+    }
     if let Some((state, path)) = &tally.violation {
         println!(
             "  counterexample (parameter ends {:?}, newest consent g{:?}):",
@@ -835,8 +956,23 @@ fn config() -> Config {
         cut_in_save: false,
         repair: false,
         legacy: false,
+        poll: false,
+        start: Start::Consent,
         labels: false,
     }
+}
+
+/// The protocol's guarantees: the rule holds where everything ended, every execution ends
+/// (no state met again on its own path), and no save needed its step bound.
+fn assert_sound(tally: &Tally) {
+    assert!(tally.violation.is_none(), "the rule is broken");
+    assert!(tally.livelock.is_none(), "an execution never ends");
+    assert!(
+        !tally.settled.contains_key("Unfinished"),
+        "a save ran out of steps: {:?}",
+        tally.settled
+    );
+    assert!(tally.longest > 0, "{tally:?}");
 }
 
 fn assert_reached(tally: &Tally, outcomes: &[&str]) {
@@ -856,7 +992,7 @@ fn two_runs_and_two_consents_keep_the_newest_grant_in_every_interleaving() {
         "2 runs + 2 consents, lost answers and failures, cuts outside the save",
         &tally,
     );
-    assert!(tally.violation.is_none(), "the rule is broken");
+    assert_sound(&tally);
     assert!(tally.ends > 100_000, "{tally:?}");
     assert_reached(&tally, &["Stored", "Superseded", "Healed", "no save"]);
 }
@@ -868,7 +1004,7 @@ fn an_unlink_and_a_new_consent_during_two_runs_keep_the_newest_grant() {
         ..config()
     });
     report("2 runs + a consent + an unlink then a consent", &tally);
-    assert!(tally.violation.is_none(), "the rule is broken");
+    assert_sound(&tally);
     assert_reached(&tally, &["Healed", "Recreated", "Unlinked", "Superseded"]);
 }
 
@@ -883,7 +1019,7 @@ fn a_save_cut_by_the_deadline_is_repaired_by_the_next_run_that_finishes() {
         "first run cut anywhere (in its save too), then a second run that finishes",
         &tally,
     );
-    assert!(tally.violation.is_none(), "the rule is broken");
+    assert_sound(&tally);
     assert_reached(&tally, &["Healed", "Stored"]);
 }
 
@@ -913,5 +1049,59 @@ fn two_saves_in_a_row_cut_by_the_deadline_can_leave_an_older_grant() {
     assert!(
         tally.violation.is_some(),
         "why the runs reserve the time for their whole save"
+    );
+}
+
+#[test]
+fn a_restored_token_whose_lineage_names_versions_the_parameter_never_had_is_kept_and_every_save_ends()
+ {
+    let tally = explore(Config {
+        start: Start::Restored,
+        ..config()
+    });
+    report(
+        "a restored token (origin 5 at version 1), 2 runs + 2 consents",
+        &tally,
+    );
+    assert_sound(&tally);
+    assert_reached(&tally, &["Stored", "Superseded", "Healed"]);
+    let unlinked = explore(Config {
+        start: Start::Restored,
+        unlink: true,
+        ..config()
+    });
+    report(
+        "a restored token, 2 runs + a consent + an unlink then a consent",
+        &unlinked,
+    );
+    assert_sound(&unlinked);
+}
+
+#[test]
+fn an_unlink_after_a_relink_and_a_late_write_at_version_1_with_origin_2_is_found_and_every_save_ends()
+ {
+    let tally = explore(Config {
+        start: Start::Relinked,
+        unlink: true,
+        ..config()
+    });
+    report(
+        "a re-linked mailbox (grant at version 2), 2 runs + a consent + an unlink then a consent",
+        &tally,
+    );
+    assert_sound(&tally);
+    assert_reached(&tally, &["Recreated", "Unlinked", "Stored"]);
+}
+
+#[test]
+fn a_save_that_polls_until_it_sees_its_own_write_never_ends_and_the_model_finds_it() {
+    let tally = explore(Config {
+        poll: true,
+        ..config()
+    });
+    report("a naive save polling for its own write", &tally);
+    assert!(
+        tally.livelock.is_some(),
+        "the model should find the polling save's livelock"
     );
 }

@@ -185,8 +185,11 @@ impl TokenRepository for FileRepository {
         &self,
         stored: &Stored,
         fresh: &StoredToken,
-        _heal_until: Option<tokio::time::Instant>,
+        deadline: Option<crate::deadline::Deadline>,
     ) -> Result<Settled, StoreError> {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d.write_by()) {
+            return Ok(Settled::NotWritten);
+        }
         let now = Self::read(&self.token)?;
         if now.as_ref().map(|(value, _)| value.as_str()) != Some(stored.seen.value.raw()) {
             tracing::warn!(file = %self.token.display(), "the token file changed while it was in use; keeping the newer file");

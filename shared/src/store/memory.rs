@@ -14,6 +14,7 @@ struct Inner {
     lost: VecDeque<&'static str>,
     /// Every write: (operation, name).
     writes: Vec<(&'static str, String)>,
+    write_times: Vec<tokio::time::Instant>,
     reads: usize,
 }
 
@@ -21,6 +22,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct MemoryParameters {
     inner: Mutex<Inner>,
+    /// Writes paced as [`super::SsmParameters`] paces them (unpaced when `None`).
+    write_pacer: Option<crate::pacing::Pacer>,
 }
 
 impl MemoryParameters {
@@ -30,6 +33,17 @@ impl MemoryParameters {
             store.commit(name, value);
         }
         store
+    }
+
+    /// Writes paced to `per_second`, as the SSM adapter paces them to the write quota.
+    pub fn with_write_quota(mut self, per_second: f64) -> Self {
+        self.write_pacer = Some(crate::pacing::Pacer::per_second(per_second));
+        self
+    }
+
+    /// When each write so far was sent (tokio's clock).
+    pub fn write_times(&self) -> Vec<tokio::time::Instant> {
+        self.lock().write_times.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -141,7 +155,19 @@ impl ParameterStore for MemoryParameters {
         value: &str,
         _kind: ParameterKind,
         overwrite: bool,
+        start_by: Option<tokio::time::Instant>,
     ) -> Result<Version, StoreError> {
+        let started = match &self.write_pacer {
+            Some(pacer) => pacer.ready_by(start_by).await,
+            None => start_by.is_none_or(|by| tokio::time::Instant::now() <= by),
+        };
+        if !started {
+            return Err(StoreError::NoTime {
+                operation: "PutParameter",
+                name: name.to_owned(),
+            });
+        }
+        self.lock().write_times.push(tokio::time::Instant::now());
         if !overwrite && self.version(name).is_some() {
             return Err(StoreError::Refused {
                 operation: "PutParameter",

@@ -23,6 +23,7 @@ pub use parameters::{Found, Layout, ParameterKind, ParameterRepository, Paramete
 pub(crate) use ssm::describe;
 pub use ssm::{SsmParameters, SsmTuning, sdk_config_from_env, sdk_http_client};
 
+use crate::deadline::Deadline;
 use crate::grant_keeping::{Lineage, Record};
 use crate::mailbox::Address;
 use crate::token::{StoredToken, TokenFormatError};
@@ -43,6 +44,14 @@ pub enum StoreError {
         operation: &'static str,
         name: String,
         detail: String,
+    },
+    /// Not sent: its turn (under the store's write quota) came after the time it had.
+    #[error(
+        "{operation} on {name} was not sent: its time was up before the write quota gave it a turn"
+    )]
+    NoTime {
+        operation: &'static str,
+        name: String,
     },
 }
 
@@ -116,14 +125,7 @@ impl Record for TokenValue {
     }
 }
 
-/// The name of the events checkpoint of the token in `token_name`: a child of it, so it
-/// moves, and is allowed, with the token (`<token parameter>/checkpoint`).
-pub fn checkpoint_name(token_name: &str) -> String {
-    format!("{token_name}/{CHECKPOINT}")
-}
-
-/// The last segment of a checkpoint's name.
-pub const CHECKPOINT: &str = "checkpoint";
+pub use crate::mailbox::{CHECKPOINT, checkpoint_name};
 
 /// One mailbox's token as read.
 #[derive(Debug, Clone)]
@@ -190,12 +192,14 @@ pub trait TokenRepository: Send + Sync {
     ) -> impl Future<Output = Result<Option<Entry>, StoreError>> + Send;
 
     /// Writes `fresh` (a refresh of `stored`'s token) back without ever leaving an older
-    /// grant on top of a newer one. No repair is started after `heal_until`.
+    /// grant on top of a newer one. With a deadline, the write starts only with the
+    /// deadline's save reserve still ahead ([`Deadline::write_by`]) and a repair only with
+    /// half of it ([`Deadline::heal_by`]).
     fn save(
         &self,
         stored: &Stored,
         fresh: &StoredToken,
-        heal_until: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
     ) -> impl Future<Output = Result<Settled, StoreError>> + Send;
 
     /// After Google refused `stored`'s grant: a newer grant that a stopped save left hidden

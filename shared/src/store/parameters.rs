@@ -8,10 +8,12 @@
 use super::{
     Entry, Snapshot, StoreError, Stored, TokenRepository, TokenValue, checkpoint_name, entry,
 };
+use crate::deadline::Deadline;
 use crate::grant_keeping::{Save, Seen, Selector, Settled, Step, Version};
 use crate::mailbox::{self, Address};
 use crate::token::StoredToken;
 use std::future::Future;
+use tokio::time::Instant;
 
 /// One name to read: the current value, or one version (`name:version`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +80,15 @@ pub trait ParameterStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Found>, StoreError>> + Send;
 
     /// `PutParameter`; returns the new version. With `overwrite` false, an existing
-    /// parameter is refused.
+    /// parameter is refused. With `start_by`, a write whose turn (the write quota's pacing
+    /// included) comes later is not sent: [`StoreError::NoTime`].
     fn put(
         &self,
         name: &str,
         value: &str,
         kind: ParameterKind,
         overwrite: bool,
+        start_by: Option<Instant>,
     ) -> impl Future<Output = Result<Version, StoreError>> + Send;
 
     /// `DeleteParameter`; `false` if there was none.
@@ -171,35 +175,41 @@ impl<P: ParameterStore> ParameterRepository<P> {
         entry(&name, address, seen(found))
     }
 
-    /// Runs the protocol for one save (or check) of `name` from its first step.
+    /// Runs the protocol for one save (or check) of `name` from its first step. With a
+    /// deadline, the first write is sent only while the save's reserve is still ahead
+    /// ([`Deadline::write_by`], checked once the write quota gives it its turn) and a
+    /// repair only while half of it is ([`Deadline::heal_by`]); the protocol bounds its
+    /// own steps (`grant_keeping::MAX_STEPS`), and the caller bounds the whole by the
+    /// deadline.
     async fn drive(
         &self,
         name: &str,
         mut save: Save<TokenValue>,
         mut step: Step<TokenValue>,
-        heal_until: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
     ) -> Result<Settled, StoreError> {
         let mut first_put = true;
         loop {
             step = match step {
                 Step::Done(settled) => return Ok(settled),
                 Step::Put(value) => {
-                    // A repair (heal) is only started while its time is still ahead; past
-                    // it, the next run finishes the repair.
-                    if !first_put
-                        && heal_until.is_some_and(|until| tokio::time::Instant::now() >= until)
-                    {
-                        return Ok(Settled::GaveUp);
-                    }
-                    first_put = false;
+                    let start_by =
+                        deadline.map(|d| if first_put { d.write_by() } else { d.heal_by() });
                     let written = self
                         .store
-                        .put(name, value.raw(), ParameterKind::Secret, true)
+                        .put(name, value.raw(), ParameterKind::Secret, true, start_by)
                         .await;
+                    let first = std::mem::replace(&mut first_put, false);
                     match written {
                         Ok(version) => save.on_put(Some(version)),
                         // It may have committed all the same: the protocol looks.
                         Err(StoreError::Unavailable { .. }) => save.on_put(None),
+                        // Not sent: the write never landed; a repair is left to the next
+                        // run's check.
+                        Err(StoreError::NoTime { .. }) if first => {
+                            return Ok(Settled::NotWritten);
+                        }
+                        Err(StoreError::NoTime { .. }) => return Ok(Settled::GaveUp),
                         Err(refused) => return Err(refused),
                     }
                 }
@@ -229,6 +239,22 @@ impl<P: ParameterStore> ParameterRepository<P> {
                     save.on_get(&asked, current, versions)
                 }
             };
+        }
+    }
+
+    /// Says so when the value read names versions this parameter never had (a restored or
+    /// copied token, or a run's write after an unlink): at version 1 the protocol counts it
+    /// as a consent there; above, it is not believed and the save looks at every version.
+    fn note_lineage(stored: &Stored) {
+        let lineage = crate::grant_keeping::Record::lineage(&stored.seen.value);
+        if !lineage.plausible_at(stored.seen.version) {
+            tracing::warn!(
+                parameter = %stored.name,
+                version = stored.seen.version,
+                origin = lineage.origin(),
+                since = lineage.since(),
+                "the stored token says it descends from a version this parameter never had (restored or copied by hand, or written back after an unlink); at version 1 it is taken as a consent there, above it the whole history is checked (remove its gmail_oauth key when restoring a token by hand)"
+            );
         }
     }
 }
@@ -285,6 +311,7 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
                         checkpoints.push(found);
                     }
                 }
+                // Without its token the checkpoint is nothing to report: TokenNotFound is.
                 attach(&mut snapshot.mailboxes, checkpoints);
                 Ok(snapshot)
             }
@@ -296,7 +323,9 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
                 let (checkpoints, tokens): (Vec<Found>, Vec<Found>) =
                     found.into_iter().partition(|f| self.is_checkpoint(&f.name));
                 let mut mailboxes: Vec<Entry> = tokens.into_iter().map(|f| self.entry(f)).collect();
-                attach(&mut mailboxes, checkpoints);
+                for orphan in attach(&mut mailboxes, checkpoints) {
+                    mailboxes.push(orphan_checkpoint(orphan));
+                }
                 Ok(Snapshot {
                     client_secrets,
                     mailboxes,
@@ -324,18 +353,20 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
         &self,
         stored: &Stored,
         fresh: &StoredToken,
-        heal_until: Option<tokio::time::Instant>,
+        deadline: Option<Deadline>,
     ) -> Result<Settled, StoreError> {
         let value = TokenValue::of(fresh).map_err(|problem| StoreError::Refused {
             operation: "PutParameter",
             name: stored.name.clone(),
             detail: format!("the token {problem}"),
         })?;
+        Self::note_lineage(stored);
         let (save, step) = Save::start(stored.seen.clone(), &value);
-        self.drive(&stored.name, save, step, heal_until).await
+        self.drive(&stored.name, save, step, deadline).await
     }
 
     async fn check(&self, stored: &Stored) -> Result<Option<Stored>, StoreError> {
+        Self::note_lineage(stored);
         let (save, step) = Save::check(stored.seen.clone());
         match self.drive(&stored.name, save, step, None).await? {
             Settled::Healed | Settled::Superseded => {
@@ -363,7 +394,7 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
             detail: format!("the token {problem}"),
         })?;
         self.store
-            .put(&name, &json, ParameterKind::Secret, true)
+            .put(&name, &json, ParameterKind::Secret, true, None)
             .await?;
         Ok(name)
     }
@@ -375,6 +406,7 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
                 checkpoint,
                 ParameterKind::Plain,
                 true,
+                None,
             )
             .await
             .map(|_| ())
@@ -388,15 +420,36 @@ impl<P: ParameterStore> TokenRepository for ParameterRepository<P> {
     }
 }
 
-/// Gives each token its checkpoint, by name (one lookup per token).
-fn attach(entries: &mut [Entry], checkpoints: Vec<Found>) {
-    let mut by_name: std::collections::HashMap<String, String> = checkpoints
+/// Gives each token its checkpoint, by name (one lookup per token); returns the checkpoints
+/// that have no token.
+fn attach(entries: &mut [Entry], checkpoints: Vec<Found>) -> Vec<Found> {
+    let mut by_name: std::collections::HashMap<String, Found> = checkpoints
         .into_iter()
-        .map(|found| (found.name, found.value))
+        .map(|found| (found.name.clone(), found))
         .collect();
     for entry in entries.iter_mut() {
         if let Entry::Token(stored) = entry {
-            stored.checkpoint = by_name.remove(&checkpoint_name(&stored.name));
+            stored.checkpoint = by_name
+                .remove(&checkpoint_name(&stored.name))
+                .map(|found| found.value);
         }
+    }
+    let mut orphans: Vec<Found> = by_name.into_values().collect();
+    orphans.sort_by(|a, b| a.name.cmp(&b.name));
+    orphans
+}
+
+/// A checkpoint whose mailbox has no token, reported by name: left by an unlink that
+/// stopped between its two deletes, or (holding a token) the parameter of a mailbox whose
+/// local part is `checkpoint`, from before such names were escaped.
+fn orphan_checkpoint(found: Found) -> Entry {
+    let problem = if StoredToken::from_json(&found.value).is_ok() {
+        "holds a token under the name this project gave a local part \"checkpoint\" before it was escaped (X63heckpoint): link that mailbox again, then delete this parameter"
+    } else {
+        "is the events checkpoint of a mailbox that is not linked (no token beside it): delete it"
+    };
+    Entry::Invalid {
+        name: found.name,
+        problem: problem.into(),
     }
 }

@@ -178,8 +178,14 @@ impl ParameterStore for SsmParameters {
         value: &str,
         kind: ParameterKind,
         overwrite: bool,
+        start_by: Option<tokio::time::Instant>,
     ) -> Result<Version, StoreError> {
-        self.writes.ready().await;
+        if !self.writes.ready_by(start_by).await {
+            return Err(StoreError::NoTime {
+                operation: "PutParameter",
+                name: name.to_owned(),
+            });
+        }
         let (kind, key) = match kind {
             ParameterKind::Secret => (ParameterType::SecureString, self.kms_key_id.clone()),
             ParameterKind::Plain => (ParameterType::String, None),
