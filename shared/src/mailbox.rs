@@ -14,14 +14,27 @@
 //! | `_` (not an address) | `_` |
 //!
 //! A string without `@` (or with nothing before or after the last `@`) maps to one segment.
-//! A segment `.` or `..` has its dots escaped too, and a name longer than Parameter Store
-//! takes is an error that names the address, never a truncated name.
+//! A segment `.` or `..` has its dots escaped too, and so has the `c` of a local part
+//! `checkpoint` (`checkpoint@example.com` is `example.com/X63heckpoint`): a token's name never
+//! ends in `/checkpoint`, the segment of the events checkpoints (`<token>/checkpoint`), so
+//! no token is ever taken for another's checkpoint. A name that, with its checkpoint's
+//! `/checkpoint`, is longer than Parameter Store takes is an error that names the address,
+//! never a truncated name.
 
 use std::fmt;
 
 /// The longest parameter name accepted: Parameter Store counts the ARN's prefix
 /// (`arn:aws:ssm:<region>:<account>:parameter`, up to about 70 characters) into its 1011.
 pub const MAX_PARAMETER_NAME: usize = 940;
+
+/// The last segment of a mailbox's events checkpoint: `<token parameter>/checkpoint`.
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// The name of the events checkpoint of the token in `token_name`: a child of it, so it
+/// moves, and is allowed, with the token.
+pub fn checkpoint_name(token_name: &str) -> String {
+    format!("{token_name}/{CHECKPOINT}")
+}
 
 /// A mailbox address as compared: lowercased. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +68,7 @@ impl fmt::Display for Address {
 /// Why an address has no parameter name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the address {address} makes a parameter name of {length} characters, more than {MAX_PARAMETER_NAME}"
+    "the address {address} makes a parameter name of {length} characters with its checkpoint's, more than {MAX_PARAMETER_NAME}"
 )]
 pub struct NameTooLong {
     pub address: Address,
@@ -65,14 +78,15 @@ pub struct NameTooLong {
 /// The parameter of `address` under `path` (which ends with `/`).
 pub fn parameter_name(path: &str, address: &Address) -> Result<String, NameTooLong> {
     let relative = match address.parts() {
-        Some((local, domain)) => format!("{}/{}", encode(domain), encode(local)),
+        Some((local, domain)) => format!("{}/{}", encode(domain), encode_local(local)),
         None => encode(address.as_str()),
     };
     let name = format!("{path}{relative}");
-    if name.len() > MAX_PARAMETER_NAME {
+    let length = checkpoint_name(&name).len();
+    if length > MAX_PARAMETER_NAME {
         return Err(NameTooLong {
             address: address.clone(),
-            length: name.len(),
+            length,
         });
     }
     Ok(name)
@@ -91,6 +105,15 @@ pub fn address_of(path: &str, name: &str) -> Option<Address> {
     let address = Address::new(&raw)?;
     // Only the mapping's own spelling counts: `A@X` or `X61` are not names it makes.
     (parameter_name(path, &address).ok()? == name).then_some(address)
+}
+
+/// A local part: as any segment, but `checkpoint` (the checkpoints' segment) has its first
+/// letter escaped.
+fn encode_local(local: &str) -> String {
+    match local.strip_prefix('c') {
+        Some(rest) if local == CHECKPOINT => format!("X63{rest}"),
+        _ => encode(local),
+    }
 }
 
 fn encode(segment: &str) -> String {
@@ -197,6 +220,12 @@ mod tests {
             "a b@x.com",
             long.as_str(),
             "aws@ssm",
+            "checkpoint@example.com",
+            "example.com",
+            "Checkpoint@x",
+            "x63heckpoint@example.com",
+            "checkpoint",
+            "checkpoint@checkpoint",
         ];
         let mut names = std::collections::HashSet::new();
         for raw in hostile {
@@ -220,6 +249,66 @@ mod tests {
             assert!(names.insert(name.clone()), "{raw:?} collides: {name}");
         }
         assert_eq!(names.len(), hostile.len());
+    }
+
+    #[test]
+    fn a_local_part_checkpoint_is_escaped_so_no_token_is_another_mailboxs_checkpoint() {
+        assert_eq!(
+            name("checkpoint@example.com"),
+            "/gmail-oauth/mailboxes/example.com/X63heckpoint"
+        );
+        assert_eq!(name("example.com"), "/gmail-oauth/mailboxes/example.com");
+        assert_ne!(
+            name("checkpoint@example.com"),
+            checkpoint_name(&name("example.com"))
+        );
+        assert_eq!(
+            address_of(PATH, "/gmail-oauth/mailboxes/example.com/checkpoint"),
+            None
+        );
+    }
+
+    /// Address-like strings from the pieces that have mattered: the checkpoints' segment,
+    /// the escape letter, dots, `@`, case, bytes outside the name alphabet.
+    fn address() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("checkpoint".to_owned()),
+            Just("Checkpoint".to_owned()),
+            Just("x63heckpoint".to_owned()),
+            Just("X63".to_owned()),
+            Just("@".to_owned()),
+            Just(".".to_owned()),
+            Just("/".to_owned()),
+            "[a-zA-Z0-9_.+-]{1,8}",
+            "[ -~]{1,4}",
+            "[éü日\u{0}\n]{1,2}",
+        ];
+        proptest::collection::vec(piece, 1..6).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        /// For any two addresses: each name is valid and reads back as its address, two
+        /// addresses never share a name, and no token's name is any mailbox's checkpoint.
+        #[test]
+        fn names_of_tokens_and_checkpoints_never_collide(a in address(), b in address()) {
+            let (Some(a), Some(b)) = (Address::new(&a), Address::new(&b)) else {
+                return Ok(());
+            };
+            let (Ok(name_a), Ok(name_b)) = (parameter_name(PATH, &a), parameter_name(PATH, &b)) else {
+                return Ok(());
+            };
+            let relative = name_a.strip_prefix(PATH).unwrap();
+            proptest::prop_assert!(relative.split('/').count() <= 2, "{name_a}");
+            proptest::prop_assert!(relative
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)));
+            proptest::prop_assert_eq!(address_of(PATH, &name_a), Some(a.clone()));
+            proptest::prop_assert_eq!(a == b, name_a == name_b);
+            proptest::prop_assert_ne!(&name_a, &checkpoint_name(&name_b));
+            proptest::prop_assert!(!relative.ends_with("/checkpoint"), "{name_a}");
+            proptest::prop_assert_eq!(address_of(PATH, &checkpoint_name(&name_b)), None);
+        }
     }
 
     #[test]
