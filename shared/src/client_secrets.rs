@@ -59,9 +59,9 @@ impl ClientSecrets {
         if json.len() > 16 * 1024 {
             return Err(ClientSecretsError::TooLarge(json.len()));
         }
-        // serde_json's messages name a line and column, never the content.
-        let root: Value =
-            serde_json::from_str(json).map_err(|e| ClientSecretsError::NotJson(e.to_string()))?;
+        // A line and a column, never the content (crate::json).
+        let root: Value = serde_json::from_str(json)
+            .map_err(|e| ClientSecretsError::NotJson(crate::json::syntax_problem(&e)))?;
         let (kind, body) = [ClientKind::Web, ClientKind::Installed]
             .into_iter()
             .find_map(|kind| {

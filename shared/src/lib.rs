@@ -58,6 +58,7 @@ mod fixtures;
 pub mod flow_cookie;
 pub mod gmail;
 pub mod grant_keeping;
+pub mod json;
 pub mod keep;
 pub mod link;
 pub mod logging;

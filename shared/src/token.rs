@@ -78,9 +78,8 @@ impl StoredToken {
         if json.len() > MAX_TOKEN_BYTES {
             return Err(TokenFormatError::TooLarge(json.len()));
         }
-        // serde_json's message names a line, column and expected type, never the content.
-        let token: StoredToken =
-            serde_json::from_str(json).map_err(|e| TokenFormatError::Malformed(e.to_string()))?;
+        // serde's own messages quote the value: crate::json says what and where only.
+        let token: StoredToken = crate::json::parse(json).map_err(TokenFormatError::Malformed)?;
         if token
             .refresh_token
             .as_ref()
@@ -321,10 +320,11 @@ mod tests {
             StoredToken::from_json("[1]"),
             Err(TokenFormatError::Malformed(_))
         ));
-        let err = StoredToken::from_json(r#"{"refresh_token": 5}"#)
+        let err = StoredToken::from_json(r#"{"refresh_token": 5123}"#)
             .unwrap_err()
             .to_string();
-        assert!(!err.contains('5') || err.contains("line"), "{err}");
+        assert!(!err.contains("5123"), "{err}");
+        assert!(err.contains("refresh_token"), "{err}");
     }
 
     #[test]

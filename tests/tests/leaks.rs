@@ -130,6 +130,38 @@ async fn no_secret_reaches_a_log_line_a_page_a_header_or_an_error_message() {
         .await;
     world.google.revoke(&revoked);
     errors.push(world.run_refresh(&[]).await.unwrap_err());
+    // Stored values that are not tokens, in every shape serde's errors take: a token
+    // encoded twice (json.dumps of to_json()), wrong types, a missing field, a bad date,
+    // cut short, trailing bytes. Each carries the real secrets; none may be quoted.
+    let (token, _, _) =
+        integration_tests::google_auth_token(&world.google, "me@example.com", minutes_from_now(-5));
+    let text = token.to_string();
+    let mut wrong_type = token.clone();
+    wrong_type["scopes"] = serde_json::json!({"a": token["refresh_token"].clone()});
+    let mut bad_expiry = token.clone();
+    bad_expiry["expiry"] = token["refresh_token"].clone();
+    let mut not_a_string = token.clone();
+    not_a_string["refresh_token"] = serde_json::json!([token["refresh_token"].clone()]);
+    let shapes = [
+        serde_json::to_string(&text).unwrap(),
+        wrong_type.to_string(),
+        bad_expiry.to_string(),
+        not_a_string.to_string(),
+        text[..text.len() - 3].to_owned(),
+        format!("{text} {}", token["client_secret"]),
+        format!("[{text}]"),
+        text.replace(':', "="),
+    ];
+    for shape in &shapes {
+        integration_tests::moto::put(&world.ssm, &world.token_param, shape).await;
+        let error = world.run_refresh(&[]).await.unwrap_err();
+        assert_eq!(
+            error.error_type, "InvalidConfiguration",
+            "{}",
+            error.error_message
+        );
+        errors.push(error);
+    }
     for error in &errors {
         seen.texts
             .push(format!("{} {}", error.error_type, error.error_message));

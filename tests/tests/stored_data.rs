@@ -66,6 +66,29 @@ async fn each_malformed_token_is_a_typed_error_naming_the_parameter_and_nothing_
             "not a google-auth token",
         ),
         ("oversized", huge, "larger than any token"),
+        (
+            "encoded twice (json.dumps of creds.to_json())",
+            serde_json::to_string(
+                r#"{"token": "SECRETVALUE", "refresh_token": "SECRETVALUE", "client_secret": "SECRETVALUE"}"#,
+            )
+            .unwrap(),
+            "encoded twice",
+        ),
+        (
+            "scopes of the wrong type",
+            r#"{"refresh_token": "r", "scopes": {"SECRETVALUE": 1}}"#.into(),
+            "scopes",
+        ),
+        (
+            "cut short",
+            r#"{"refresh_token": "SECRETVALUE", "tok"#.into(),
+            "cut short",
+        ),
+        (
+            "trailing bytes",
+            r#"{"refresh_token": "r"} SECRETVALUE"#.into(),
+            "malformed JSON",
+        ),
     ];
     for (what, value, problem) in cases {
         put_advanced(&world, &world.token_param, &value).await;
