@@ -126,7 +126,11 @@ pub fn whole_number(
 
 pub const DEFAULT_MAILBOX_CONCURRENCY: usize = 8;
 
-/// A calls-per-second setting: a number above 0 and at most 10,000.
+/// The range of a calls-per-second setting: at most ten seconds between two calls, at
+/// most 10,000 calls a second.
+pub const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.1..=10_000.0;
+
+/// A calls-per-second setting within [`RATE_RANGE`].
 fn rate(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -137,16 +141,20 @@ fn rate(
         Some(raw) => raw
             .parse::<f64>()
             .ok()
-            .filter(|n| n.is_finite() && *n > 0.0 && *n <= 10_000.0)
+            .filter(|n| RATE_RANGE.contains(n))
             .ok_or_else(|| ConfigError {
                 name,
-                problem: "must be a number of calls a second above 0 (at most 10000)".into(),
+                problem: "must be a number of calls a second from 0.1 to 10000".into(),
             }),
     }
 }
 
+/// Most levels of `MAILBOXES_PATH`: a mailbox adds two (`<domain>/<local part>`), its
+/// checkpoint one more, and Parameter Store allows fifteen.
+pub const MAX_PATH_LEVELS: usize = 12;
+
 /// `MAILBOXES_PATH`: a parameter path such as `/gmail-oauth/mailboxes/`, kept with its
-/// final `/`; a mailbox adds two levels, and Parameter Store allows fifteen.
+/// final `/`.
 fn mailboxes_path(raw: &str) -> Result<String, ConfigError> {
     let path = format!("{}/", raw.trim_end_matches('/'));
     let levels = path.matches('/').count() - 1;
@@ -154,7 +162,7 @@ fn mailboxes_path(raw: &str) -> Result<String, ConfigError> {
     let valid = path.starts_with('/')
         && path.len() > 1
         && path.len() <= 400
-        && levels <= 13
+        && levels <= MAX_PATH_LEVELS
         && !path.contains("//")
         && !lowered.starts_with("/aws")
         && !lowered.starts_with("/ssm")
@@ -166,7 +174,7 @@ fn mailboxes_path(raw: &str) -> Result<String, ConfigError> {
     } else {
         Err(ConfigError {
             name: "MAILBOXES_PATH",
-            problem: "is not a parameter path like /gmail-oauth/mailboxes/ (letters, digits and _.-/, at most 13 levels, not under /aws or /ssm)".into(),
+            problem: "is not a parameter path like /gmail-oauth/mailboxes/ (letters, digits and _.-/, at most 12 levels, not under /aws or /ssm)".into(),
         })
     }
 }
@@ -289,12 +297,12 @@ mod tests {
             "/aws/x/",
             "//",
             "/a//b/",
-            &"/a".repeat(14),
+            &"/a".repeat(13),
         ] {
             let err = CommonConfig::from_lookup(&env(&[("MAILBOXES_PATH", bad)])).unwrap_err();
             assert_eq!(err.name, "MAILBOXES_PATH", "{bad}");
         }
-        for bad in ["0", "-1", "fast", "inf"] {
+        for bad in ["0", "-1", "fast", "inf", "NaN", "1e-20", "0.09", "1e300"] {
             let err = CommonConfig::from_lookup(&env(&[("SSM_WRITE_TPS", bad)])).unwrap_err();
             assert_eq!(err.name, "SSM_WRITE_TPS", "{bad}");
         }

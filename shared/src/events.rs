@@ -59,19 +59,31 @@ pub struct Entry {
 
 impl Entry {
     /// The entry of `detail`, cut to fit: the snippet first, then the subject, the
-    /// recipients and the sender, each to what still fits (at a character boundary).
+    /// recipients, the sender, the date, the thread and history ids, each to what still
+    /// fits (at a character boundary), then the label ids from the last; the message id only
+    /// if nothing else is left (an answer no real Gmail gives). An entry always goes out:
+    /// one that cannot fit never blocks the mailbox's later mail.
     pub fn of(detail: &Detail) -> Entry {
         let mut detail = detail.clone();
         let mut json = to_json(&detail);
-        for field in [Field::Snippet, Field::Subject, Field::To, Field::From] {
-            let over = entry_size(&json).saturating_sub(MAX_ENTRY_BYTES);
-            if over == 0 {
+        let over = |json: &str| entry_size(json).saturating_sub(MAX_ENTRY_BYTES);
+        for field in Field::CUT_ORDER {
+            let excess = over(&json);
+            if excess == 0 {
                 break;
             }
             let text = field.of(&mut detail);
             // Each byte cut takes at least one byte out of the JSON (escapes take more).
-            let keep = text.len().saturating_sub(over);
+            let keep = text.len().saturating_sub(excess);
             truncate(text, keep);
+            json = to_json(&detail);
+        }
+        while over(&json) > 0 && detail.label_ids.pop().is_some() {
+            json = to_json(&detail);
+        }
+        if over(&json) > 0 {
+            let keep = detail.id.len().saturating_sub(over(&json)).max(1);
+            truncate(&mut detail.id, keep);
             json = to_json(&detail);
         }
         Entry {
@@ -86,20 +98,37 @@ impl Entry {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Field {
     Snippet,
     Subject,
     To,
     From,
+    Date,
+    ThreadId,
+    HistoryId,
 }
 
 impl Field {
+    const CUT_ORDER: [Field; 7] = [
+        Field::Snippet,
+        Field::Subject,
+        Field::To,
+        Field::From,
+        Field::Date,
+        Field::ThreadId,
+        Field::HistoryId,
+    ];
+
     fn of(self, detail: &mut Detail) -> &mut String {
         match self {
             Field::Snippet => &mut detail.snippet,
             Field::Subject => &mut detail.subject,
             Field::To => &mut detail.to,
             Field::From => &mut detail.from,
+            Field::Date => &mut detail.date,
+            Field::ThreadId => &mut detail.thread_id,
+            Field::HistoryId => &mut detail.history_id,
         }
     }
 }
@@ -439,6 +468,40 @@ mod tests {
         assert_eq!(error.published_prefix, 2);
         assert_eq!(error.attempts, 3);
         assert_eq!(error.last.as_deref(), Some("InternalFailure"));
+    }
+
+    #[test]
+    fn any_field_can_be_cut_and_an_entry_that_still_cannot_fit_goes_out_without_them() {
+        let mut date = detail("3");
+        date.date = "D".repeat(300_000);
+        let entry = Entry::of(&date);
+        assert!(entry.size() <= MAX_ENTRY_BYTES);
+        let back: Detail = serde_json::from_str(&entry.detail).unwrap();
+        // The fields before it in the order went first, then the date to what fits.
+        assert_eq!((back.snippet.as_str(), back.subject.as_str()), ("", ""));
+        assert!(back.date.len() > 200_000);
+        assert_eq!(back.id, "3");
+
+        let mut hostile = detail("4");
+        hostile.thread_id = "\u{1}".repeat(50_000);
+        hostile.history_id = "9".repeat(100_000);
+        hostile.label_ids = vec!["L".repeat(1_000); 300];
+        hostile.snippet = "s".repeat(100_000);
+        let entry = Entry::of(&hostile);
+        assert!(entry.size() <= MAX_ENTRY_BYTES, "{}", entry.size());
+        let back: Detail = serde_json::from_str(&entry.detail).unwrap();
+        assert_eq!(
+            (back.id.as_str(), back.event_id),
+            ("4", hostile.event_id.clone())
+        );
+        assert_eq!(back.snippet, "");
+        assert!(back.label_ids.len() < 300);
+
+        let mut absurd = detail("5");
+        absurd.id = "i".repeat(400_000);
+        let entry = Entry::of(&absurd);
+        assert!(entry.size() <= MAX_ENTRY_BYTES, "{}", entry.size());
+        assert_eq!(entry.event_id, absurd.event_id);
     }
 
     #[test]

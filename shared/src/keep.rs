@@ -95,34 +95,58 @@ where
         now: DateTime<Utc>,
         deadline: Option<Deadline>,
     ) -> Result<Kept, Error> {
-        let mut session = Session {
-            token: stored.token.clone(),
-            stored,
-            refreshed: false,
+        let mut session = Session::of(stored);
+        let label = session.stored.label();
+        let work_until = deadline.map(|d| d.work_until());
+        let out_of_time =
+            || Error::out_of_time(format!("Google or Gmail did not answer for {label}"));
+        let refreshed = if session.token.expires_within_margin(now) {
+            within(work_until, self.refresh(&mut session, now))
+                .await
+                .unwrap_or_else(|| Err(out_of_time()))
+        } else {
+            Ok(())
         };
-        let outcome = within(
-            deadline.map(|d| d.work_until()),
-            self.use_token(&mut session, now),
-        )
-        .await
-        .unwrap_or_else(|| {
-            Err(Error::out_of_time(format!(
-                "Google or Gmail did not answer for {}",
-                session.stored.label()
-            )))
-        });
         let mut saved = None;
-        // A refreshed token is kept even when Gmail then fails; only a grant Google refuses
-        // leaves the parameter exactly as it was.
-        let refused = matches!(outcome, Err(Error::ReauthorizationRequired { .. }));
-        if !refused && !session.token.same_as(&session.stored.token) {
+        let mut save_error = None;
+        // The token the parameter was last written with (or read with): what a write-back
+        // after the mail compares with.
+        let mut written = session.stored.token.clone();
+        let outcome = match refreshed {
+            Err(error) => Err(error),
+            // A refreshed token of a known mailbox is written back while the mail is read:
+            // its write and check are off the critical path. (Its save is bounded by the
+            // deadline itself, not cut with the work.)
+            Ok(()) if session.refreshed && session.token.account().is_some() => {
+                let snapshot = session.snapshot();
+                let reading = within(work_until, self.read_with_retry(&mut session, now));
+                let (stored, read) = futures_util::join!(self.save(&snapshot, deadline), reading);
+                match stored {
+                    Ok(settled) => saved = Some(settled),
+                    Err(error) => save_error = Some(error),
+                }
+                written = snapshot.token;
+                read.unwrap_or_else(|| Err(out_of_time()))
+            }
+            Ok(()) => within(work_until, self.read_with_retry(&mut session, now))
+                .await
+                .unwrap_or_else(|| Err(out_of_time())),
+        };
+        // A refreshed token is kept even when Gmail then fails (a 401 after the refresh
+        // included: a new refresh token that came with it replaces the old one); only a
+        // grant Google refuses leaves the parameter exactly as it was.
+        if save_error.is_none() && !session.grant_refused && !session.token.same_as(&written) {
             match self.save(&session, deadline).await {
                 Ok(settled) => saved = Some(settled),
-                Err(error) if outcome.is_ok() => return Err(error),
-                Err(error) => {
-                    tracing::error!(error = %Chain(&error), "storing the refreshed token failed too")
-                }
+                Err(error) => save_error = Some(error),
             }
+        }
+        match save_error {
+            Some(error) if outcome.is_ok() => return Err(error),
+            Some(error) => {
+                tracing::error!(error = %Chain(&error), "storing the refreshed token failed too")
+            }
+            None => {}
         }
         let (messages, synced) = match outcome? {
             Work::Summaries(messages) => (messages, None),
@@ -146,11 +170,7 @@ where
         stored: Stored,
         now: DateTime<Utc>,
     ) -> Result<(StoredToken, Settled), Error> {
-        let mut session = Session {
-            token: stored.token.clone(),
-            stored,
-            refreshed: false,
-        };
+        let mut session = Session::of(stored);
         self.refresh(&mut session, now).await?;
         let settled = self.save(&session, None).await?;
         Ok((session.token, settled))
@@ -158,27 +178,14 @@ where
 
     async fn save(&self, session: &Session, deadline: Option<Deadline>) -> Result<Settled, Error> {
         let label = session.stored.label();
-        // A save must not stop between its write and its check (docs/interface.md): it is
-        // started only while its reserve is still ahead, and it stops healing at the deadline.
-        // (The work stops at the reserve's start; noticing that takes a moment, so nine
-        // tenths of the reserve still ahead is enough.)
-        if let Some(d) = deadline
-            && d.at.saturating_duration_since(tokio::time::Instant::now())
-                < d.save_reserve.mul_f32(0.9)
-        {
-            tracing::warn!(mailbox = %label, "no time left to store the refreshed token safely; the next run refreshes again");
-            return Ok(Settled::NotWritten);
-        }
-        let settled = self
-            .repo
-            .save(
-                &session.stored,
-                &session.token,
-                // The reserve holds the write, its check and one repair: a further repair
-                // starts only with half of it still ahead.
-                deadline.and_then(|d| d.at.checked_sub(d.save_reserve / 2)),
-            )
+        // A save must not stop between its write and its check (docs/interface.md): the
+        // store starts the write only while its reserve is still ahead (once the write quota
+        // has given it its turn), a repair only while half of it is, and the whole save ends
+        // by the deadline.
+        let saving = self.repo.save(&session.stored, &session.token, deadline);
+        let settled = within(deadline.map(|d| d.at), saving)
             .await
+            .unwrap_or(Ok(Settled::Unfinished))
             .map_err(|e| Error::upstream(format!("storing the refreshed token of {label}"), e))?;
         match settled {
             Settled::Stored => tracing::info!(mailbox = %label, "stored the refreshed token"),
@@ -198,18 +205,21 @@ where
                 tracing::error!(mailbox = %label, "consents kept landing while this run repaired the token; the next run finishes the repair")
             }
             Settled::NotWritten => {
-                tracing::warn!(mailbox = %label, "the refreshed token could not be stored; the stored grant is unchanged and the next run refreshes again")
+                tracing::warn!(mailbox = %label, "the refreshed token could not be stored (no time was left to store it safely, or the write failed); the stored grant is unchanged and the next run refreshes again")
+            }
+            Settled::Unfinished => {
+                tracing::error!(mailbox = %label, "the check of the stored token did not settle before the deadline or its bound of steps; the next run checks again")
             }
         }
         Ok(settled)
     }
 
-    /// Refreshes the access token if it is expiring and reads the mail with it, refreshing
-    /// once more if Gmail answers 401.
-    async fn use_token(&self, session: &mut Session, now: DateTime<Utc>) -> Result<Work, Error> {
-        if session.token.expires_within_margin(now) {
-            self.refresh(session, now).await?;
-        }
+    /// Reads the mail with the token in use, refreshing once more if Gmail answers 401.
+    async fn read_with_retry(
+        &self,
+        session: &mut Session,
+        now: DateTime<Utc>,
+    ) -> Result<Work, Error> {
         let label = session.stored.label();
         let reading =
             |error: GmailError| Error::upstream(format!("reading the mail of {label}"), error);
@@ -258,6 +268,7 @@ where
         })?;
         let Some(newer) = newer else {
             tracing::error!(mailbox = %session.stored.label(), "refresh token expired or revoked; stored token left as it was");
+            session.grant_refused = true;
             return Err(self.reauthorize(session, "Google answered invalid_grant to the refresh"));
         };
         tracing::warn!(mailbox = %session.stored.label(), "the stored grant was an older one left by a stopped run; the newer grant was put back");
@@ -272,6 +283,7 @@ where
                 Ok(())
             }
             Err(OAuthError::InvalidGrant) => {
+                session.grant_refused = true;
                 Err(self.reauthorize(session, "Google answered invalid_grant to the refresh"))
             }
             Err(error) => Err(Error::upstream(
@@ -317,20 +329,29 @@ where
         };
         let stored = &session.stored;
         let label = stored.label();
-        let checkpoint = stored
-            .checkpoint
-            .as_deref()
-            .map(Checkpoint::from_json)
-            .transpose()
-            .map_err(|problem| {
-                ReadError::Other(Error::invalid(format!(
-                    "checkpoint parameter {} {problem}; delete it to publish from now on",
-                    checkpoint_name(&stored.name)
-                )))
-            })?;
         let account = match &stored.address {
             Some(address) => address.to_string(),
             None => session.token.account().unwrap_or_default().to_owned(),
+        };
+        let checkpoint = match stored.checkpoint.as_deref() {
+            None => None,
+            Some(raw) => {
+                let (checkpoint, owner) = Checkpoint::from_json(raw, now).map_err(|problem| {
+                    ReadError::Other(Error::invalid(format!(
+                        "checkpoint parameter {} {problem}; delete it to publish from now on",
+                        checkpoint_name(&stored.name)
+                    )))
+                })?;
+                match owner {
+                    // The one token, linked again by another account: that mailbox's
+                    // history is not this one's.
+                    Some(owner) if !owner.eq_ignore_ascii_case(&account) => {
+                        tracing::warn!(mailbox = %label, "the events checkpoint belongs to another mailbox (the token was linked by another account); events of this one start from now");
+                        None
+                    }
+                    _ => Some(checkpoint),
+                }
+            }
         };
         let synced = sync(
             self.gmail, self.bus, &access, &account, checkpoint, events, now,
@@ -345,7 +366,7 @@ where
         })?;
         if let Some(moved) = &synced.moved {
             self.repo
-                .save_checkpoint(stored, &moved.to_json())
+                .save_checkpoint(stored, &moved.to_json(&account))
                 .await
                 .map_err(|error| {
                     ReadError::Other(Error::upstream(
@@ -377,6 +398,29 @@ struct Session {
     stored: Stored,
     token: StoredToken,
     refreshed: bool,
+    /// Google answered `invalid_grant`: nothing of this turn is written back.
+    grant_refused: bool,
+}
+
+impl Session {
+    /// The stored value and the token in use, to write back while the session goes on.
+    fn snapshot(&self) -> Session {
+        Session {
+            stored: self.stored.clone(),
+            token: self.token.clone(),
+            refreshed: self.refreshed,
+            grant_refused: false,
+        }
+    }
+
+    fn of(stored: Stored) -> Session {
+        Session {
+            token: stored.token.clone(),
+            stored,
+            refreshed: false,
+            grant_refused: false,
+        }
+    }
 }
 
 /// Which client identity refreshes a token: the configured client secrets, unless the
@@ -560,6 +604,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_refresh_token_that_came_with_a_refresh_is_kept_when_gmail_still_answers_401() {
+        let repo = single(&token(
+            "me@example.com",
+            "old",
+            "1//r",
+            "2026-11-23T12:30:00Z",
+        ));
+        let oauth = ScriptedRefresher::new(vec![grant("still-refused", Some("1//rotated"))]);
+        let error = turn(&repo, &oauth, "nothing").await.unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        // Google issued a new refresh token: it replaces the old one, 401 or not.
+        assert_eq!(stored_json(&repo)["refresh_token"], "1//rotated");
+        assert_eq!(stored_json(&repo)["token"], "still-refused");
+    }
+
+    #[tokio::test]
     async fn a_consent_during_the_refresh_stays_on_top() {
         let repo = single(&token(
             "me@example.com",
@@ -638,6 +698,124 @@ mod tests {
         assert!(kept.refreshed);
         assert_eq!(stored_json(&repo)["refresh_token"], "1//consent");
         assert_eq!(stored_json(&repo)["token"], "fresh");
+    }
+
+    /// The token of `single`, with the lineage of a value restored from elsewhere: a refresh
+    /// from version 5, in a parameter at version 1.
+    fn restored(refresh: &str) -> ParameterRepository<MemoryParameters> {
+        let mut restored = token("me@example.com", "old", refresh, "2026-11-23T11:00:00Z");
+        restored.lineage = Some(crate::grant_keeping::Lineage::Refresh {
+            origin: 5,
+            since: 5,
+        });
+        single(&restored)
+    }
+
+    #[tokio::test]
+    async fn a_restored_token_naming_versions_the_parameter_never_had_is_stored_with_one_check() {
+        let repo = restored("1//r");
+        let reads_before = repo.store().reads();
+        let oauth = ScriptedRefresher::new(vec![grant("new-access", None)]);
+        let kept = turn(&repo, &oauth, "new-access").await.unwrap();
+        assert_eq!(kept.saved, Some(Settled::Stored));
+        // The turn's read, one write, one check: no lookup of versions that never existed.
+        assert_eq!(repo.store().reads() - reads_before, 2);
+        assert_eq!(repo.store().writes().len(), 1);
+        let written = stored_json(&repo);
+        assert_eq!(written["token"], "new-access");
+        assert_eq!(written["gmail_oauth"]["origin"], 1);
+        // The next turn starts from a plausible lineage: one check again.
+        let oauth = ScriptedRefresher::new(vec![grant("newer-access", None)]);
+        let mut expired = stored(&repo).await;
+        expired.token.expiry = None;
+        let reads_before = repo.store().reads();
+        let secrets = secrets();
+        let settings = settings();
+        let gmail = FakeMailbox::accepting("newer-access");
+        let keeper = Keeper {
+            bus: &crate::events::NoBus,
+            repo: &repo,
+            oauth: &oauth,
+            gmail: &gmail,
+            secrets: &secrets,
+            settings: &settings,
+        };
+        let kept = keeper.keep(expired, now(), None).await.unwrap();
+        assert_eq!(kept.saved, Some(Settled::Stored));
+        assert_eq!(repo.store().reads() - reads_before, 1);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_grant_written_back_after_an_unlink_is_reported_for_reauthorization() {
+        // A run's late write after an unlink re-created the parameter at version 1 with the
+        // revoked grant of version 5: Google refuses it, the check ends, the mailbox needs
+        // a consent (not an Upstream failure after a check that never ends).
+        let repo = restored("1//revoked");
+        let oauth = ScriptedRefresher::new(vec![Err(OAuthError::InvalidGrant)]);
+        let error = turn(&repo, &oauth, "x").await.unwrap_err();
+        assert_eq!(error.error_type(), "ReauthorizationRequired");
+        assert!(repo.store().writes().is_empty());
+        assert!(repo.store().reads() <= 3, "{} reads", repo.store().reads());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_whose_turn_under_the_quota_comes_too_late_is_never_sent() {
+        // Eight saves at once against one write a second: a 10 s deadline keeping 4 s for
+        // the save lets a write start until 6.4 s; the eighth write's turn (7 s) is later.
+        let mut parameters = Vec::new();
+        for i in 0..8 {
+            let account = format!("m{i}@example.com");
+            let name = crate::mailbox::parameter_name(
+                PATH,
+                &crate::mailbox::Address::new(&account).unwrap(),
+            )
+            .unwrap();
+            let value = json(&token(
+                &account,
+                "old",
+                &format!("1//m{i}"),
+                "2026-11-23T11:00:00Z",
+            ));
+            parameters.push((name, value));
+        }
+        let store = MemoryParameters::default().with_write_quota(1.0);
+        for (name, value) in &parameters {
+            store.put_directly(name, value);
+        }
+        let repo = ParameterRepository::new(
+            store,
+            SECRETS_PARAM,
+            crate::store::Layout::Many { path: PATH.into() },
+        );
+        let deadline = Deadline::after(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(4),
+        );
+        let snapshot = repo.load_all().await.unwrap();
+        let saves = snapshot.mailboxes.into_iter().map(|entry| {
+            let repo = &repo;
+            async move {
+                let Entry::Token(stored) = entry else {
+                    panic!("a token")
+                };
+                let mut fresh = stored.token.clone();
+                fresh.token = Some(oauth2::AccessToken::new("fresh".into()));
+                repo.save(&stored, &fresh, Some(deadline)).await.unwrap()
+            }
+        });
+        let settled = futures_util::future::join_all(saves).await;
+        let not_written = settled
+            .iter()
+            .filter(|s| **s == Settled::NotWritten)
+            .count();
+        assert_eq!(not_written, 1, "{settled:?}");
+        assert_eq!(settled.iter().filter(|s| **s == Settled::Stored).count(), 7);
+        for sent in repo.store().write_times() {
+            assert!(
+                sent <= deadline.write_by(),
+                "a write started past its reserve"
+            );
+        }
     }
 
     #[test]

@@ -284,9 +284,10 @@ fn admit(
         let writes_after = writes
             + u32::from(stored.token.expires_within_margin(now))
             + u32::from(settings.mailbox.events.is_some());
-        let done_by =
-            start + settings.write_interval.saturating_mul(writes_after) + deadline.save_reserve;
-        if left.is_empty() && done_by <= deadline.at {
+        let done_by = start
+            .checked_add(settings.write_interval.saturating_mul(writes_after))
+            .and_then(|at| at.checked_add(deadline.save_reserve));
+        if left.is_empty() && done_by.is_some_and(|done_by| done_by <= deadline.at) {
             writes = writes_after;
             admitted.push((index, stored));
         } else {

@@ -21,6 +21,9 @@ pub const DEFAULT_MAX_EVENTS: usize = 500;
 /// How far before the checkpoint's time a resynchronisation looks (clock skew, mail
 /// delivered late): messages in the overlap are published again, with the same ids.
 pub const RESYNC_OVERLAP: TimeDelta = TimeDelta::hours(1);
+/// When a run stops short of the history, how many of the messages left out it looks at to
+/// bound the checkpoint's time (one `messages.get` each).
+const MAX_PEEK: usize = 10;
 /// A checkpoint with nothing new is still moved once it is this old, so that it never
 /// falls below the history Gmail keeps (about a week) in a quiet mailbox. Otherwise a run
 /// where nothing arrived writes nothing.
@@ -40,7 +43,8 @@ pub struct EventSettings {
 }
 
 /// Where a mailbox's events stand: every message added with the label up to `history_id`
-/// is published. `as_of` is when that was so (a resynchronisation lists from it).
+/// is published. `as_of` is when that was so (a resynchronisation lists from it): never a
+/// claim past a message not yet published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
     pub history_id: u64,
@@ -51,39 +55,58 @@ pub struct Checkpoint {
 struct CheckpointJson {
     history_id: String,
     as_of: DateTime<Utc>,
+    /// The mailbox whose history it is: a checkpoint of another mailbox (the one token
+    /// re-linked by another account) is not used. Absent in checkpoints written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
 }
 
+/// The earliest `as_of` believed: Gmail's launch. Anything earlier (or later than a day
+/// from now) is not a checkpoint this project wrote.
+const EARLIEST: DateTime<Utc> = match DateTime::from_timestamp(1_080_777_600, 0) {
+    Some(at) => at,
+    None => DateTime::<Utc>::UNIX_EPOCH,
+};
+
 impl Checkpoint {
-    /// The stored form: `{"history_id": "1234567", "as_of": "2026-11-24T10:00:00Z"}`.
-    pub fn to_json(&self) -> String {
+    /// The stored form: `{"history_id": "1234567", "as_of": "2026-11-24T10:00:00Z",
+    /// "account": "me@example.com"}`.
+    pub fn to_json(&self, account: &str) -> String {
         serde_json::to_string(&CheckpointJson {
             history_id: self.history_id.to_string(),
             as_of: self.as_of,
+            account: Some(account.to_ascii_lowercase()),
         })
         .unwrap_or_default()
     }
 
-    pub fn from_json(raw: &str) -> Result<Checkpoint, String> {
-        let json: CheckpointJson = serde_json::from_str(raw)
-            .map_err(|e| format!("is not a checkpoint ({})", json_problem(&e)))?;
+    /// Reads a stored checkpoint (and the account it names, if any) at `now`: its `as_of`
+    /// must lie between Gmail's launch and a day from now.
+    pub fn from_json(
+        raw: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Checkpoint, Option<String>), String> {
+        let json: CheckpointJson = crate::json::parse(raw)
+            .map_err(|problem| format!("is not a checkpoint ({problem})"))?;
         let history_id = json
             .history_id
             .parse()
             .map_err(|_| "has a history_id that is not a number".to_owned())?;
-        Ok(Checkpoint {
-            history_id,
-            as_of: json.as_of,
-        })
-    }
-}
-
-/// What kind of JSON problem `error` is, in words that quote nothing of the value.
-fn json_problem(error: &serde_json::Error) -> &'static str {
-    match error.classify() {
-        serde_json::error::Category::Io => "unreadable",
-        serde_json::error::Category::Syntax => "malformed JSON",
-        serde_json::error::Category::Data => "missing or wrong fields",
-        serde_json::error::Category::Eof => "cut short",
+        let latest = now.checked_add_signed(TimeDelta::days(1)).unwrap_or(now);
+        if !(EARLIEST..=latest).contains(&json.as_of) {
+            return Err(format!(
+                "has an as_of ({}) before Gmail existed or in the future",
+                json.as_of
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        Ok((
+            Checkpoint {
+                history_id,
+                as_of: json.as_of,
+            },
+            json.account,
+        ))
     }
 }
 
@@ -217,10 +240,31 @@ async fn from_history(
         last_record = last_record.max(record.id);
     }
     let (published, skipped, _) = publish(gmail, bus, token, account, &ids, settings).await?;
-    let target = if more {
-        last_record
+    let (target, as_of) = if more {
+        // The rest waits for the next run; should Gmail's history expire meanwhile, the
+        // resynchronisation lists from `as_of` (less an overlap), so it must not claim more
+        // than was published: it is bounded by when the first message left out arrived.
+        let waiting: Vec<String> = history
+            .records
+            .iter()
+            .flat_map(|record| record.messages.iter())
+            .filter(|id| !ids.contains(id))
+            .take(MAX_PEEK)
+            .cloned()
+            .collect();
+        let arrived = gmail
+            .metadata(token, &waiting)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.internal_date)
+            .min();
+        (
+            last_record,
+            arrived.map_or(checkpoint.as_of, |a| a.min(now)),
+        )
     } else {
-        history.current.max(last_record)
+        (history.current.max(last_record), now)
     };
     let quiet = history.records.is_empty();
     let moved = if target <= checkpoint.history_id {
@@ -231,7 +275,7 @@ async fn from_history(
     } else {
         Some(Checkpoint {
             history_id: target,
-            as_of: now,
+            as_of,
         })
     };
     Ok(Synced {
@@ -248,7 +292,9 @@ async fn from_history(
 /// then publish the label's messages received since the checkpoint's time (less an
 /// overlap), and store the captured `historyId`. When more than `max_events` are waiting,
 /// the oldest go and the checkpoint's time moves to the newest published, so the next run
-/// resynchronises from there.
+/// resynchronises from there; if that would not move the listing's start (more than
+/// `max_events` messages within a second or two), more are published until it does
+/// (progress first).
 async fn resync(
     gmail: &impl Mailbox,
     bus: &impl EventBus,
@@ -259,29 +305,43 @@ async fn resync(
     now: DateTime<Utc>,
 ) -> Result<Synced, SyncError> {
     let current = gmail.profile(token).await?.history_id()?;
-    let since = checkpoint.as_of - RESYNC_OVERLAP;
+    let since = checkpoint
+        .as_of
+        .checked_sub_signed(RESYNC_OVERLAP)
+        .unwrap_or(checkpoint.as_of);
     let query = format!("after:{}", since.timestamp().max(0));
     // Everything since, newest first: up to Gmail's page limit per call, all pages.
     let listed = gmail
         .list_messages(token, &query, Some(&settings.label), usize::MAX)
         .await?;
-    let more = listed.len() > settings.max_events;
-    let ids: Vec<String> = listed
-        .into_iter()
-        .rev()
-        .take(settings.max_events)
-        .map(|m| m.id)
-        .collect();
-    let (published, skipped, newest) = publish(gmail, bus, token, account, &ids, settings).await?;
+    let oldest_first: Vec<String> = listed.into_iter().rev().map(|m| m.id).collect();
+    // The next listing would start a second before the newest message published (not an
+    // overlap before it, so that a burst larger than `max_events` still moves on).
+    let next_since = |newest: Option<DateTime<Utc>>| {
+        newest.and_then(|n| n.checked_sub_signed(TimeDelta::seconds(1)))
+    };
+    let (mut published, mut skipped, mut newest, mut taken) = (0, 0, None, 0);
+    loop {
+        let chunk = &oldest_first[taken..oldest_first.len().min(taken + settings.max_events)];
+        let (p, s, n) = publish(gmail, bus, token, account, chunk, settings).await?;
+        (published, skipped, newest, taken) = (
+            published + p,
+            skipped + s,
+            newest.max(n),
+            taken + chunk.len(),
+        );
+        let progress = next_since(newest).is_none_or(|next| next.timestamp() > since.timestamp());
+        if taken >= oldest_first.len() || progress {
+            break;
+        }
+    }
+    let more = taken < oldest_first.len();
     let moved = if more {
-        // Still resynchronising: the history id stays (Gmail will answer 404 again), and
-        // the next listing starts a second before the newest message published (not an
-        // overlap before it, so a burst larger than `max_events` still moves on).
-        let next_since = newest.map(|n| n - TimeDelta::seconds(1));
+        // Still resynchronising: the history id stays (Gmail will answer 404 again).
         Checkpoint {
             history_id: checkpoint.history_id,
-            as_of: next_since
-                .map(|s| s + RESYNC_OVERLAP)
+            as_of: next_since(newest)
+                .and_then(|s| s.checked_add_signed(RESYNC_OVERLAP))
                 .unwrap_or(checkpoint.as_of)
                 .max(checkpoint.as_of),
         }
@@ -560,26 +620,49 @@ mod tests {
     }
 
     #[test]
-    fn checkpoints_round_trip_and_malformed_ones_are_named() {
+    fn checkpoints_round_trip_and_malformed_or_absurd_ones_are_named() {
         let checkpoint = Checkpoint {
             history_id: 1234567,
             as_of: now(),
         };
-        let json = checkpoint.to_json();
+        let json = checkpoint.to_json("Me@Example.com");
         assert_eq!(
             json,
-            r#"{"history_id":"1234567","as_of":"2026-11-23T12:00:00Z"}"#
+            r#"{"history_id":"1234567","as_of":"2026-11-23T12:00:00Z","account":"me@example.com"}"#
         );
-        assert_eq!(Checkpoint::from_json(&json), Ok(checkpoint));
-        assert!(
-            Checkpoint::from_json("{x")
-                .unwrap_err()
-                .contains("malformed")
+        assert_eq!(
+            Checkpoint::from_json(&json, now()),
+            Ok((checkpoint, Some("me@example.com".into())))
         );
-        assert!(
-            Checkpoint::from_json(r#"{"history_id":"x","as_of":"2026-11-23T12:00:00Z"}"#)
-                .unwrap_err()
-                .contains("not a number")
+        // Written before checkpoints named their mailbox.
+        assert_eq!(
+            Checkpoint::from_json(
+                r#"{"history_id":"1234567","as_of":"2026-11-23T12:00:00Z"}"#,
+                now()
+            ),
+            Ok((checkpoint, None))
         );
+        for (raw, problem) in [
+            ("{x", "malformed"),
+            (
+                r#"{"history_id":"x","as_of":"2026-11-23T12:00:00Z"}"#,
+                "not a number",
+            ),
+            (
+                r#"{"history_id":"1","as_of":"-262143-01-01T00:00:00Z"}"#,
+                "before Gmail existed or in the future",
+            ),
+            (
+                r#"{"history_id":"1","as_of":"+262142-12-31T23:59:59Z"}"#,
+                "before Gmail existed or in the future",
+            ),
+            (
+                r#"{"history_id":"1","as_of":"2026-11-30T00:00:00Z"}"#,
+                "in the future",
+            ),
+        ] {
+            let error = Checkpoint::from_json(raw, now()).unwrap_err();
+            assert!(error.contains(problem), "{raw}: {error}");
+        }
     }
 }

@@ -211,10 +211,7 @@ fn the_callback_holds_against_hostile_requests() {
     });
 
     let google_auth = format!("{}/o/oauth2/auth?", world.google.base_url);
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
+    let cases = cases();
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -279,4 +276,79 @@ fn the_callback_holds_against_hostile_requests() {
         statuses.len() >= 4,
         "the cases reach many outcomes: {statuses:?}"
     );
+}
+
+/// Every variable the functions read, each given any value (numbers at the edges of `f64`
+/// and `usize` among them): each function's configuration is a value or an error naming a
+/// variable, never a panic, and what is built from it at start (the pacers, the admission's
+/// arithmetic) never panics either.
+#[test]
+fn any_environment_gives_a_configuration_or_an_error_naming_the_variable() {
+    const VARIABLES: [&str; 18] = [
+        "ALLOWED_ACCOUNTS",
+        "AUTHORIZE_URL",
+        "BACKFILL_QUERY",
+        "CLIENT_SECRETS_PARAM",
+        "EVENT_BUS_NAME",
+        "GMAIL_API_ENDPOINT",
+        "GMAIL_LABEL",
+        "GMAIL_QUERY",
+        "KMS_KEY_ID",
+        "MAILBOXES_PATH",
+        "MAILBOX_CONCURRENCY",
+        "MAX_EVENTS_PER_RUN",
+        "MAX_MESSAGES",
+        "REDIRECT_URI",
+        "SCOPES",
+        "SSM_READ_TPS",
+        "SSM_WRITE_TPS",
+        "TOKEN_PARAM",
+    ];
+    let value = prop_oneof![
+        Just("1e-20".to_owned()),
+        Just("1e-9".to_owned()),
+        Just("1e308".to_owned()),
+        Just("-0".to_owned()),
+        Just("NaN".to_owned()),
+        Just("inf".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        Just("0.1".to_owned()),
+        Just("/gmail-oauth/".to_owned()),
+        Just("https://x.example/callback".to_owned()),
+        "[0-9.eE+-]{1,12}",
+        "[ -~]{0,40}",
+        "(/[a-z]{1,3}){1,16}/?",
+    ];
+    let env = proptest::collection::vec((proptest::sample::select(&VARIABLES[..]), value), 0..8);
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&env, |pairs| {
+            let lookup = gmail_oauth::config::fixed_env(&pairs);
+            match gmail_refresh::Config::from_lookup(&lookup) {
+                Ok(config) => {
+                    let _ = gmail_oauth::pacing::Pacer::per_second(config.common.ssm.read_tps);
+                    let _ = gmail_oauth::pacing::Pacer::per_second(config.common.ssm.write_tps);
+                    let far = config.run.write_interval.saturating_mul(100_000);
+                    let _ = tokio::time::Instant::now().checked_add(far);
+                }
+                Err(error) => prop_assert!(VARIABLES.contains(&error.name), "{error}"),
+            }
+            if let Err(error) = oauth_callback::Config::from_lookup(&lookup) {
+                prop_assert!(VARIABLES.contains(&error.name), "{error}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// `PROPTEST_CASES`, 10,000 unless set.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000)
 }

@@ -7,7 +7,9 @@ use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use oauth_callback::{App, Config};
 use std::convert::Infallible;
 
-#[tokio::main]
+// One thread: an execution environment answers one request at a time, every wait is
+// network I/O, and a second worker thread only adds memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // The runtime's subscriber settings (AWS_LAMBDA_LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT=json),
     // without the runtime's TRACE dump of raw events (see gmail_oauth::logging).

@@ -62,7 +62,8 @@ impl Config {
                 events,
             },
             concurrency: config::concurrency(lookup)?,
-            write_interval: std::time::Duration::from_secs_f64(1.0 / common.ssm.write_tps),
+            write_interval: std::time::Duration::try_from_secs_f64(1.0 / common.ssm.write_tps)
+                .unwrap_or(std::time::Duration::MAX),
         };
         Ok(Config {
             common,

@@ -5,7 +5,10 @@ use gmail_refresh::metrics::RunMetrics;
 use gmail_refresh::{Config, Refresh};
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread: a Lambda execution environment of 128 MB has a fraction of a vCPU, and every
+// wait here is network I/O; a second worker thread only adds memory (its stack, its
+// allocator arena).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // The runtime's subscriber settings (AWS_LAMBDA_LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT=json),
     // without the runtime's TRACE dump of raw events (see gmail_oauth::logging).
