@@ -16,6 +16,7 @@ TOKEN_ARN = ARN + "${TokenParam}"
 MAILBOXES_ARN = ARN + "${MailboxesPath}/*"
 PATH_ARN = ARN + "${MailboxesPath}"
 CHECKPOINT_ARN = TOKEN_ARN + "/checkpoint"
+MAILBOX_CHECKPOINTS_ARN = ARN + "${MailboxesPath}/*/checkpoint"
 BUS_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
 problems = []
 
@@ -72,10 +73,25 @@ def main(path):
         for statement, condition in statements(properties.get("Policies", [])):
             actions = set(as_list(statement["Action"]))
             names = {resource_name(r) for r in as_list(statement["Resource"])}
-            check(statement.get("Effect") == "Allow", f"{name}: a statement is not Allow")
+            effect = statement.get("Effect")
+            if effect == "Deny":
+                # Only the callback's refusal of every checkpoint under the path.
+                check(name == "CallbackFunction" and names == {MAILBOX_CHECKPOINTS_ARN} and condition == "HasMailboxesPath", f"{name}: a Deny statement on {names}")
+                seen.append((condition, frozenset(actions), frozenset(names)))
+                continue
+            check(effect == "Allow", f"{name}: a statement is neither Allow nor the checkpoints' Deny")
             # The only wildcard: the mailboxes under the path, and only with a path.
             wildcards = {n for n in names if "*" in n}
             check(wildcards <= {MAILBOXES_ARN}, f"{name}: a wildcard resource {wildcards}")
+            if "kms:Decrypt" in actions:
+                # The key through Parameter Store only, for these parameters only.
+                condition_block = statement.get("Condition", {})
+                via = condition_block.get("StringEquals", {}).get("kms:ViaService")
+                check(resource_name(via) == "ssm.${AWS::Region}.${AWS::URLSuffix}", f"{name}: kms:ViaService {via}")
+                context = as_list(condition_block.get("StringLike", {}).get("kms:EncryptionContext:PARAMETER_ARN", []))
+                check(len(context) == 2 and resource_name(context[0]) == SECRETS_ARN, f"{name}: PARAMETER_ARN {context}")
+                branches = context[1].get("Fn::If", []) if len(context) == 2 and isinstance(context[1], dict) else []
+                check(len(branches) == 3 and branches[0] == "HasMailboxesPath" and [resource_name(b) for b in branches[1:]] == [MAILBOXES_ARN, TOKEN_ARN], f"{name}: PARAMETER_ARN branches {branches}")
             seen.append((condition, frozenset(actions), frozenset(names)))
         expected = [
             (None, {"ssm:GetParameters"}, {SECRETS_ARN}),
@@ -83,6 +99,8 @@ def main(path):
             (("HasMailboxesPath", False), {"ssm:GetParameters", "ssm:PutParameter"}, {TOKEN_ARN}),
             ("HasKmsKey", {"kms:Decrypt", "kms:Encrypt"}, {"Ref:KmsKeyArn"}),
         ]
+        if name == "CallbackFunction":
+            expected.append(("HasMailboxesPath", {"ssm:GetParameters", "ssm:PutParameter"}, {MAILBOX_CHECKPOINTS_ARN}))
         if name == "RefreshFunction":
             # Only the scheduled run enumerates the mailboxes, keeps the events checkpoint
             # (beside the one token, or under the path) and publishes, on its bus only.
