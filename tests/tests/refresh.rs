@@ -120,11 +120,21 @@ async fn a_revoked_grant_requires_reauthorization_and_leaves_the_token_untouched
 }
 
 #[tokio::test]
-async fn a_missing_token_is_token_not_found_naming_the_parameter() {
+async fn a_missing_token_is_not_linked_naming_the_parameter_and_not_a_failed_run() {
     let world = World::new("missing").await;
-    let diagnostic = world.run_refresh(&[]).await.unwrap_err();
-    assert_eq!(diagnostic.error_type, "TokenNotFound");
-    assert!(diagnostic.error_message.contains(&world.token_param));
+    let output = world
+        .refresh_app(&[("AUTHORIZE_URL", "https://abc123.example/authorize")])
+        .await
+        .run(Utc::now())
+        .await
+        .expect("a stack with nothing linked yet is not a failed run");
+    let answer = serde_json::to_value(&output).unwrap();
+    assert_eq!(answer["status"], "not_linked", "{answer}");
+    assert_eq!(answer["token_parameter"], world.token_param.as_str());
+    assert_eq!(answer["authorize_url"], "https://abc123.example/authorize");
+    let metrics = gmail_refresh::metrics::RunMetrics::of(&Ok(output), &world.token_param);
+    assert_eq!(metrics.not_linked, 1);
+    assert!(metrics.reauthorization_required.is_empty() && metrics.failing.is_empty());
     assert_eq!(
         world.google.refresh_grants() + world.google.gmail_requests(),
         0

@@ -132,19 +132,54 @@ async fn the_refresh_binary_answers_a_scheduled_event_with_a_summary_or_a_typed_
 }
 
 #[tokio::test]
-async fn the_refresh_binary_reports_a_missing_token_as_token_not_found() {
+async fn the_refresh_binary_answers_not_linked_for_a_missing_token() {
     let world = World::new("runtime-notoken").await;
     let function = FunctionProcess::start(release_binary("gmail-refresh"), world.env(&[])).await;
-    match function.invoke(scheduled_event()).await {
-        Outcome::Error {
-            error_type,
-            error_message,
-        } => {
-            assert_eq!(error_type, "TokenNotFound");
-            assert!(error_message.contains(&world.token_param));
+    let answer = function.invoke(scheduled_event()).await.response();
+    assert_eq!(answer["status"], "not_linked", "{answer}");
+    assert_eq!(answer["token_parameter"], world.token_param.as_str());
+    let logs = function.logs();
+    assert!(logs.contains("no mailbox is linked yet"), "{logs}");
+    assert!(logs.contains("\"MailboxesNotLinked\":1"), "{logs}");
+}
+
+/// A refused setting: the runtime starts anyway and every invocation answers
+/// InvalidConfiguration naming the variable (with the metrics line), the callback its page.
+#[tokio::test]
+async fn a_refused_setting_is_invalid_configuration_on_every_invocation() {
+    let world = World::new("runtime-badconfig").await;
+    let bad = [("SSM_WRITE_TPS", "1e-20")];
+    let refresh = FunctionProcess::start(release_binary("gmail-refresh"), world.env(&bad)).await;
+    for _ in 0..2 {
+        match refresh.invoke(scheduled_event()).await {
+            Outcome::Error {
+                error_type,
+                error_message,
+            } => {
+                assert_eq!(error_type, "InvalidConfiguration");
+                assert!(error_message.contains("SSM_WRITE_TPS"), "{error_message}");
+            }
+            Outcome::Response(value) => panic!("expected an error, got {value}"),
         }
-        Outcome::Response(value) => panic!("expected an error, got {value}"),
     }
+    assert!(
+        refresh.logs().contains("MailboxesFailing"),
+        "{}",
+        refresh.logs()
+    );
+
+    let callback = FunctionProcess::start(release_binary("oauth-callback"), world.env(&bad)).await;
+    for path in ["/authorize", "/callback?code=c&state=s"] {
+        let page = callback
+            .invoke(HttpEvent::get(path).json())
+            .await
+            .response();
+        assert_eq!(page["statusCode"], 500, "{page}");
+        let body = page["body"].as_str().unwrap_or_default();
+        assert!(body.contains("This service is not configured"), "{body}");
+    }
+    let logs = callback.logs();
+    assert!(logs.contains("SSM_WRITE_TPS"), "{logs}");
 }
 
 /// `/authorize` through `function`, then Google's consent: (callback URL, cookie).

@@ -174,6 +174,12 @@ impl Route {
     }
 }
 
+/// The answer to every request of a process whose settings were refused at start: the
+/// "not configured" page (500), with the problem (never a value) in the log line.
+pub fn unconfigured(problem: &ConfigError) -> ApiGatewayV2httpResponse {
+    into_api_gateway_response(routes::misconfigured(&problem.to_string()))
+}
+
 /// API Gateway HTTP API wants `Set-Cookie` in `cookies`, everything else in `headers`.
 fn into_api_gateway_response(response: Response<String>) -> ApiGatewayV2httpResponse {
     let (parts, body) = response.into_parts();

@@ -15,9 +15,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // without the runtime's TRACE dump of raw events (see gmail_oauth::logging).
     gmail_oauth::logging::init_lambda();
 
-    let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
-        tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
-    })?;
+    let config = match Config::from_lookup(&|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        // A refused setting: the runtime still starts, and every request gets the "not
+        // configured" page (a crash before the runtime would give API Gateway's bare 500
+        // and a log line without the reason).
+        Err(error) => {
+            tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
+            return lambda_runtime::run(service_fn(|_: LambdaEvent<ApiGatewayV2httpRequest>| {
+                let answer = oauth_callback::unconfigured(&error);
+                async move { Ok::<_, Infallible>(answer) }
+            }))
+            .await;
+        }
+    };
     if config.allowed_accounts.is_empty() {
         tracing::warn!("ALLOWED_ACCOUNTS is empty: no account can be linked until it is set");
     }

@@ -294,7 +294,7 @@ async fn read_client_secrets<S: TokenRepository>(
     })
 }
 
-fn misconfigured(problem: &str) -> Response<String> {
+pub fn misconfigured(problem: &str) -> Response<String> {
     tracing::error!(error_type = "InvalidConfiguration", %problem, "callback function is misconfigured");
     page(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -93,6 +93,20 @@ pub fn deadline_from_context(deadline_ms: u64, now: DateTime<Utc>) -> Deadline {
 pub enum Output {
     One(RunSummary),
     Many(Report),
+    /// The one token's parameter does not exist: nothing is linked yet (a new stack), or the
+    /// mailbox was unlinked. Not a failed run: nothing is broken that a run could mend.
+    NotLinked(NotLinked),
+}
+
+/// The answer of a one-token run with no token stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotLinked {
+    /// Always `not_linked`.
+    pub status: &'static str,
+    pub token_parameter: String,
+    /// Where to consent (`AUTHORIZE_URL`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
 }
 
 impl Output {
@@ -100,7 +114,7 @@ impl Output {
     pub fn summary(self) -> RunSummary {
         match self {
             Output::One(summary) => summary,
-            Output::Many(report) => panic!("expected one mailbox's summary, got {report:?}"),
+            other => panic!("expected one mailbox's summary, got {other:?}"),
         }
     }
 
@@ -108,7 +122,7 @@ impl Output {
     pub fn report(self) -> Report {
         match self {
             Output::Many(report) => report,
-            Output::One(summary) => panic!("expected a report, got {summary:?}"),
+            other => panic!("expected a report, got {other:?}"),
         }
     }
 }
@@ -214,6 +228,23 @@ impl<S: TokenRepository, B: EventBus> Refresh<S, B> {
                     "run complete"
                 );
                 Ok(Output::Many(report))
+            }
+            Ok(not_linked @ Output::NotLinked(_)) => Ok(not_linked),
+            Err(gmail_oauth::Error::TokenNotFound {
+                parameter,
+                authorize_url,
+            }) => {
+                tracing::warn!(
+                    status = "not_linked",
+                    token_parameter = %parameter,
+                    authorize_url = authorize_url.as_deref().unwrap_or("the stack's AuthorizeUrl output"),
+                    "no mailbox is linked yet: open the authorize URL and consent"
+                );
+                Ok(Output::NotLinked(NotLinked {
+                    status: "not_linked",
+                    token_parameter: parameter,
+                    authorize_url,
+                }))
             }
             Err(error) => {
                 tracing::error!(error_type = error.error_type(), error = %Chain(&error), "run failed");

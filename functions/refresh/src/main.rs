@@ -14,9 +14,29 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // without the runtime's TRACE dump of raw events (see gmail_oauth::logging).
     gmail_oauth::logging::init_lambda();
 
-    let config = Config::from_lookup(&|name| std::env::var(name).ok()).inspect_err(|error| {
-        tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
-    })?;
+    let config = match Config::from_lookup(&|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        // A refused setting: the runtime still starts, and every invocation fails with
+        // InvalidConfiguration naming the variable (and prints its metrics line), instead
+        // of an exit before the runtime (Runtime.ExitError, no reason, no metric).
+        Err(error) => {
+            tracing::error!(error_type = "InvalidConfiguration", %error, "cannot start");
+            let function_name = function_name();
+            return lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+                let result: Result<gmail_refresh::Output, _> = Err(gmail_refresh::RunError(
+                    gmail_oauth::Error::invalid(error.to_string()),
+                ));
+                let line = RunMetrics::of(&result, "configuration").emf(
+                    &function_name,
+                    std::time::Duration::ZERO,
+                    chrono::Utc::now(),
+                );
+                println!("{line}");
+                async move { result }
+            }))
+            .await;
+        }
+    };
     let parameters = gmail_oauth::store::SsmParameters::from_env(
         config.common.kms_key_id.clone(),
         config.common.ssm,
@@ -34,8 +54,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let refresh = Refresh::new(config, store, bus, gmail_oauth::oauth::http_client()?);
     let location = refresh.store.location();
-    let function_name =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "gmail-refresh".into());
+    let function_name = function_name();
 
     // Any JSON starts a run: the EventBridge envelope, or `{}` from a manual invoke.
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
@@ -57,4 +76,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
+}
+
+fn function_name() -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "gmail-refresh".into())
 }

@@ -22,12 +22,15 @@ pub const DIMENSION: &str = "FunctionName";
 pub struct RunMetrics {
     pub ok: usize,
     /// The accounts (or parameters) that need someone to open `/authorize` again: Google
-    /// refused the grant, or no token is stored.
+    /// refused the grant.
     pub reauthorization_required: Vec<String>,
     /// Mailboxes whose turn failed otherwise (Google, Gmail or AWS kept failing; a
     /// parameter that cannot be read; a misconfigured deployment).
     pub failing: Vec<String>,
     pub not_reached: usize,
+    /// 1 when the one token's parameter does not exist (nothing linked yet): no alarm
+    /// watches it, so a new stack is quiet until its first consent.
+    pub not_linked: usize,
     pub token_refreshes: usize,
     pub events_published: usize,
 }
@@ -44,6 +47,7 @@ impl RunMetrics {
                 metrics.events_published =
                     summary.events.as_ref().map_or(0, |e| e.events_published);
             }
+            Ok(Output::NotLinked(_)) => metrics.not_linked = 1,
             Ok(Output::Many(report)) => {
                 for mailbox in &report.mailboxes {
                     metrics.token_refreshes += usize::from(mailbox.token_refreshed);
@@ -62,8 +66,8 @@ impl RunMetrics {
             }
             // The one mailbox (or the whole run) failed: the error names which.
             Err(RunError(error)) => match error {
-                gmail_oauth::Error::TokenNotFound { .. }
-                | gmail_oauth::Error::ReauthorizationRequired { .. } => {
+                gmail_oauth::Error::TokenNotFound { .. } => metrics.not_linked = 1,
+                gmail_oauth::Error::ReauthorizationRequired { .. } => {
                     metrics.reauthorization_required.push(location.into())
                 }
                 _ => metrics.failing.push(location.into()),
@@ -83,6 +87,7 @@ impl RunMetrics {
             ),
             ("MailboxesFailing", "Count", json!(self.failing.len())),
             ("MailboxesNotReached", "Count", json!(self.not_reached)),
+            ("MailboxesNotLinked", "Count", json!(self.not_linked)),
             ("TokenRefreshes", "Count", json!(self.token_refreshes)),
             ("EventsPublished", "Count", json!(self.events_published)),
             (
@@ -125,6 +130,7 @@ mod tests {
             reauthorization_required: vec!["a@example.com".into()],
             failing: vec!["b@example.com".into()],
             not_reached: 1,
+            not_linked: 0,
             token_refreshes: 1,
             events_published: 7,
         };
@@ -133,7 +139,7 @@ mod tests {
         assert_eq!(declared["Namespace"], NAMESPACE);
         assert_eq!(declared["Dimensions"], json!([["FunctionName"]]));
         let declared_names = declared["Metrics"].as_array().unwrap();
-        assert_eq!(declared_names.len(), 7);
+        assert_eq!(declared_names.len(), 8);
         for metric in declared_names {
             let name = metric["Name"].as_str().unwrap();
             assert!(line[name].is_number(), "{name}: {line}");
