@@ -80,6 +80,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name the report, the logs and the docs use (`reauthorization_required`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::ReauthorizationRequired => "reauthorization_required",
+            Status::Upstream => "upstream",
+            Status::Invalid => "invalid",
+            Status::NotReached => "not_reached",
+        }
+    }
+
     fn of(error: &Error) -> Status {
         match error {
             Error::ReauthorizationRequired { .. } => Status::ReauthorizationRequired,
@@ -368,12 +379,12 @@ fn log(report: &MailboxReport) {
     match report.error_type {
         None if report.status == Status::NotReached => tracing::warn!(
             account = %report.account,
-            status = ?report.status,
+            status = report.status.as_str(),
             "mailbox not reached before the deadline"
         ),
         None => tracing::info!(
             account = %report.account,
-            status = ?report.status,
+            status = report.status.as_str(),
             token_refreshed = report.token_refreshed,
             message_count = report.message_count,
             events_published = report.events.as_ref().map(|e| e.events_published),
@@ -383,7 +394,7 @@ fn log(report: &MailboxReport) {
         ),
         Some(error_type) => tracing::error!(
             account = %report.account,
-            status = ?report.status,
+            status = report.status.as_str(),
             error_type,
             error = report.error.as_deref().unwrap_or_default(),
             "mailbox failed"
@@ -406,6 +417,20 @@ mod tests {
     use crate::mailbox::{Address, parameter_name};
     use crate::oauth::OAuthError;
     use crate::testing::*;
+
+    #[test]
+    fn a_status_is_logged_as_the_report_names_it() {
+        for status in [
+            Status::Ok,
+            Status::ReauthorizationRequired,
+            Status::Upstream,
+            Status::Invalid,
+            Status::NotReached,
+        ] {
+            let serialized = serde_json::to_value(status).unwrap_or_default();
+            assert_eq!(serialized, status.as_str(), "{status:?}");
+        }
+    }
 
     fn settings(concurrency: usize) -> RunSettings {
         RunSettings {
