@@ -158,14 +158,12 @@ pub const MAX_PATH_LEVELS: usize = 12;
 fn mailboxes_path(raw: &str) -> Result<String, ConfigError> {
     let path = format!("{}/", raw.trim_end_matches('/'));
     let levels = path.matches('/').count() - 1;
-    let lowered = path.to_ascii_lowercase();
     let valid = path.starts_with('/')
         && path.len() > 1
         && path.len() <= 400
         && levels <= MAX_PATH_LEVELS
         && !path.contains("//")
-        && !lowered.starts_with("/aws")
-        && !lowered.starts_with("/ssm")
+        && !reserved(&path)
         && path
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
@@ -201,24 +199,40 @@ pub fn authorize_url_for(redirect_uri: &url::Url) -> url::Url {
     url
 }
 
-/// An SSM parameter name: letters, digits and `_.-/` (the characters SSM allows).
+/// Most levels of `TOKEN_PARAM` and `CLIENT_SECRETS_PARAM`: the token's checkpoint adds
+/// one, and Parameter Store allows fifteen.
+pub const MAX_NAME_LEVELS: usize = 14;
+
+/// Parameter Store reserves names that begin with `aws` or `ssm`, in any case.
+fn reserved(path: &str) -> bool {
+    let lowered = path.trim_start_matches('/').to_ascii_lowercase();
+    lowered.starts_with("aws") || lowered.starts_with("ssm")
+}
+
+/// A parameter name as the template's `TokenParam` and `ClientSecretsParam` allow it:
+/// `/`-separated levels of letters, digits and `_.-`, at most [`MAX_NAME_LEVELS`], 1,000
+/// characters (the token's `/checkpoint` still fits SSM's 1,011), not reserved.
 fn parameter_name(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: &str,
 ) -> Result<String, ConfigError> {
     let value = var(lookup, name).unwrap_or_else(|| default.into());
-    let valid = value.len() <= 1011
+    let levels = value.matches('/').count();
+    let valid = value.len() <= 1000
+        && value.starts_with('/')
+        && levels <= MAX_NAME_LEVELS
+        && value.split('/').skip(1).all(|level| !level.is_empty())
+        && !reserved(&value)
         && value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-        && !value.ends_with('/');
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
     if valid {
         Ok(value)
     } else {
         Err(ConfigError {
             name,
-            problem: "is not an SSM parameter name (letters, digits and _.-/ only)".into(),
+            problem: "is not a parameter name like /gmail-oauth/token (levels of letters, digits and _.- after each /, at most 14 levels and 1,000 characters, not under /aws or /ssm)".into(),
         })
     }
 }

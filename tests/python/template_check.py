@@ -3,9 +3,13 @@ schedule, the alarms and where they go, the throttling and the outputs. Uses cfn
 YAML loader (it understands !Sub, !Ref, …). Exits non-zero with the list of problems.
 
 With --alarms, prints the alarms on the GmailOAuth namespace as JSON instead (for the test
-that compares them with the metrics the release binary prints)."""
+that compares them with the metrics the release binary prints). With --patterns and a JSON
+list of cases ({"parameter", "value"}), prints whether the template accepts each value (its
+AllowedPattern and MaxLength). With --authorize-url and a RedirectUri, prints the
+AuthorizeUrl output the template computes from it (the tests compare both with the code)."""
 
 import json
+import re
 import sys
 
 from cfnlint.decode import cfn_yaml
@@ -170,16 +174,26 @@ def main(path):
         check(alarm.get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": "RefreshFunction"}}], f"{name}: dimensions")
         check(alarm.get("Period") == {"Fn::FindInMap": ["Schedules", {"Ref": "ScheduleMinutes"}, "Seconds"]}, f"{name}: period")
         if alarm["MetricName"] == "Invocations":
-            # A schedule that stopped leaves no data point at all.
-            check(alarm["TreatMissingData"] == "breaching" and alarm["EvaluationPeriods"] == 2, f"{name}: missing data")
+            # A schedule that stopped leaves no data point at all: the alarm speaks on
+            # INSUFFICIENT_DATA (missing data is "missing"), so a new stack is quiet until
+            # its first run instead of alarming at once.
+            check(alarm["TreatMissingData"] == "missing" and alarm["EvaluationPeriods"] == 2, f"{name}: missing data")
+            check(alarm.get("InsufficientDataActions") == [{"Ref": "AlertTopic"}], f"{name}: silent when the runs stop")
+    # Day one is not an emergency: no alarm treats missing data as breaching.
+    for name, alarm in alarms.items():
+        check(alarm.get("TreatMissingData") != "breaching", f"{name}: fires before the first run")
+    check(("GmailOAuth", "MailboxesNotReached") in watched, "no alarm on MailboxesNotReached")
+    for name, alarm in alarms.items():
+        check("with errorType" not in json.dumps(alarm.get("AlarmDescription")), f"{name}: the log field is error_type")
     reauthorize = alarms["ReauthorizationAlarm"]["AlarmDescription"]["Fn::Sub"]
     check("${Url}" in reauthorize[0] and reauthorize[1]["Url"] == template["Outputs"]["AuthorizeUrl"]["Value"], "the re-authorization alarm does not carry AuthorizeUrl")
 
     # With a custom domain, the consent starts on that domain (where the cookie is set).
     outputs = template["Outputs"]
     authorize = outputs["AuthorizeUrl"]["Value"]["Fn::If"]
-    custom = {"Fn::Join": ["", [{"Fn::Select": [0, {"Fn::Split": ["/callback", {"Ref": "RedirectUri"}]}]}, "/authorize"]]}
-    check(authorize[0] == "HasRedirectUri" and authorize[1] == custom and resource_name(authorize[2]).endswith("/authorize"), f"AuthorizeUrl: {authorize}")
+    # (What the HasRedirectUri branch computes is compared with the code's, URI by URI, by
+    # tests/tests/template.rs through --authorize-url.)
+    check(authorize[0] == "HasRedirectUri" and resource_name(authorize[2]).endswith("/authorize"), f"AuthorizeUrl: {authorize}")
     refresh_env = functions["RefreshFunction"]["Properties"]["Environment"]["Variables"]
     check(refresh_env["AUTHORIZE_URL"] == outputs["AuthorizeUrl"]["Value"], "AUTHORIZE_URL is not the AuthorizeUrl output")
     callback = outputs["CallbackUrl"]["Value"]["Fn::If"]
@@ -206,8 +220,61 @@ def alarms_json(path):
     print(json.dumps(alarms))
 
 
+def accepts(parameter, value):
+    """Whether CloudFormation takes `value` for `parameter` (AllowedPattern is a Java regex
+    matched against the whole value; these patterns mean the same in Python)."""
+    pattern = parameter.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        return False
+    return len(value) <= int(parameter.get("MaxLength", 4096))
+
+
+def patterns_json(path, cases_path):
+    parameters = cfn_yaml.load(path)["Parameters"]
+    with open(cases_path, encoding="utf-8") as f:
+        cases = json.load(f)
+    print(json.dumps([accepts(parameters[c["parameter"]], c["value"]) for c in cases]))
+
+
+def evaluate(node, parameters):
+    """The value of an intrinsic-function tree that uses only parameters (Ref, Sub, Join,
+    Select, Split)."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, list):
+        return [evaluate(n, parameters) for n in node]
+    (function, argument), = node.items()
+    if function == "Ref":
+        return parameters[argument]
+    if function == "Fn::Sub":
+        return re.sub(r"\$\{([A-Za-z]+)\}", lambda m: parameters[m.group(1)], argument)
+    if function == "Fn::Join":
+        return argument[0].join(evaluate(argument[1], parameters))
+    if function == "Fn::Select":
+        return evaluate(argument[1], parameters)[int(argument[0])]
+    if function == "Fn::Split":
+        return evaluate(argument[1], parameters).split(argument[0])
+    raise ValueError(f"cannot evaluate {function}")
+
+
+def authorize_url(path, redirect_uri):
+    """The AuthorizeUrl output for a RedirectUri (the HasRedirectUri branch); the same
+    expression must be used wherever the template needs that URL."""
+    template = cfn_yaml.load(path)
+    output = template["Outputs"]["AuthorizeUrl"]["Value"]["Fn::If"]
+    assert output[0] == "HasRedirectUri", output
+    env = template["Resources"]["RefreshFunction"]["Properties"]["Environment"]["Variables"]
+    for other in [env["AUTHORIZE_URL"]["Fn::If"][1]]:
+        assert other == output[1], f"AUTHORIZE_URL is computed otherwise: {other}"
+    print(evaluate(output[1], {"RedirectUri": redirect_uri}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--alarms":
         alarms_json(sys.argv[2])
+    elif sys.argv[1] == "--patterns":
+        patterns_json(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "--authorize-url":
+        authorize_url(sys.argv[2], sys.argv[3])
     else:
         main(sys.argv[1])
