@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use gmail_oauth::allow::AllowedAccounts;
-use gmail_oauth::client_secrets::ClientSecrets;
+use gmail_oauth::client_secrets::{ClientKind, ClientSecrets};
 use gmail_oauth::error::Chain;
 use gmail_oauth::gmail::GmailClient;
 use gmail_oauth::link::{self, Consent, LinkError, Linked};
@@ -42,6 +42,29 @@ struct Loopback {
     done: Mutex<bool>,
 }
 
+/// A *Web application* client takes only the redirect URIs registered with it, so a
+/// loopback login with one ends at Google's `redirect_uri_mismatch`: say so before the
+/// browser opens, and which client to create. (A *Desktop app* client, `installed`, takes
+/// any loopback port.)
+fn client_fits(secrets: &ClientSecrets, redirect_uri: &RedirectUrl) -> Result<(), CliError> {
+    let registered = secrets
+        .redirect_uris
+        .iter()
+        .any(|uri| uri.as_str() == redirect_uri.as_str());
+    if secrets.kind == ClientKind::Web && !registered {
+        return Err(CliError::Usage(format!(
+            "these client secrets are a Web application client (\"web\"), which Google lets \
+             redirect only to its registered URIs, and {redirect} is not one of them. For \
+             `login` and `make run`, create a Desktop app client (Google Cloud Console → APIs & \
+             Services → Credentials → Create credentials → OAuth client ID → Desktop app) and \
+             use its JSON; keep the Web client for the deployed callback. Or register \
+             {redirect} with the Web client and pass the same --port.",
+            redirect = redirect_uri.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the whole flow; returns the linked account and where its token went.
 pub async fn login(
     store: &impl TokenRepository,
@@ -66,6 +89,7 @@ pub async fn login(
         .ok();
     let redirect_uri = RedirectUrl::new(format!("http://{}:{port}/", options.redirect_host))
         .map_err(|e| CliError::Usage(format!("--redirect-host gives no valid URL: {e}")))?;
+    client_fits(secrets, &redirect_uri)?;
 
     let consent = google.authorization_request(
         secrets,

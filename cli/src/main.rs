@@ -122,11 +122,11 @@ enum Command {
                             gmail-oauth run --json --store ssm:/gmail-oauth/token"
     )]
     Run {
-        /// Gmail search query.
-        #[arg(long, env = "GMAIL_QUERY", default_value = "in:inbox is:unread")]
+        /// Gmail search query (the flag only: the function's GMAIL_QUERY is not read).
+        #[arg(long, default_value = "in:inbox is:unread")]
         query: String,
-        /// Most messages to list (1-500).
-        #[arg(long, env = "MAX_MESSAGES", default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
+        /// Most messages to list (1-500; the flag only: the function's MAX_MESSAGES is not read).
+        #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
         max: u16,
         /// Print the JSON summary the Lambda returns instead of a table.
         #[arg(long)]

@@ -323,6 +323,41 @@ async fn login_gives_up_after_its_timeout_with_exit_code_1() {
     assert!(!machine.token_file().exists());
 }
 
+/// A Web application client's JSON given to `login`: refused before any browser or request
+/// (Google would answer `redirect_uri_mismatch`), naming the client to create instead.
+#[tokio::test]
+async fn login_with_a_web_client_says_to_create_a_desktop_app_client() {
+    let machine = Machine::new("webclient").await;
+    let path = machine.home.join("web-client.json");
+    std::fs::create_dir_all(&machine.home).unwrap();
+    std::fs::write(&path, machine.google.client_secrets_json("web")).unwrap();
+    let finished = machine
+        .run(&[
+            "login",
+            "--no-browser",
+            "--timeout",
+            "5",
+            "--client-secrets",
+            path.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(finished.code, 2, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("Desktop app"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished
+            .stderr
+            .contains(integration_tests::fake_google::CLIENT_SECRET),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(machine.google.code_redemptions(), 0);
+    assert!(!machine.token_file().exists());
+}
+
 #[tokio::test]
 async fn login_with_localhost_and_a_fixed_port_uses_that_redirect() {
     let machine = Machine::new("localhost").await;
