@@ -4,17 +4,29 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 
-.PHONY: test venv sam-venv browser-deps fmt-check clippy release lambda lint-template publish-check run fuzz bench deploy clean
+.PHONY: test prerequisites venv sam-venv lambda-venv browser-deps fmt-check clippy release lambda lint-template publish-check run fuzz bench deploy clean
 
 GMAIL_OAUTH := target/release/gmail-oauth
 SAM_VENV := .venv-sam
+LAMBDA_VENV := .venv-lambda
+REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION))
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
 ## test: everything CI checks, from a clean clone.
-test: venv sam-venv browser-deps fmt-check clippy release lambda lint-template publish-check
+test: prerequisites venv sam-venv browser-deps fmt-check clippy release lambda lint-template publish-check
 	@mkdir -p target
 	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log
+
+## prerequisites: what the machine must have before anything is installed: say what is
+## missing and how to get it, instead of failing halfway.
+prerequisites:
+	@missing=0; \
+	command -v $(CARGO) > /dev/null || { echo "make: cargo not found: install Rust with rustup (https://rustup.rs)" >&2; missing=1; }; \
+	command -v rustup > /dev/null || { echo "make: rustup not found: the arm64 target is added with it (https://rustup.rs)" >&2; missing=1; }; \
+	command -v $(PYTHON) > /dev/null || { echo "make: $(PYTHON) not found: install Python 3.10 or later" >&2; missing=1; }; \
+	$(PYTHON) -c 'import venv, ensurepip' 2> /dev/null || { echo "make: $(PYTHON) cannot make venvs: install python3-venv (Debian/Ubuntu: apt-get install python3-venv)" >&2; missing=1; }; \
+	exit $$missing
 
 ## venv: the pinned Python tools (moto_server, cfn-lint) in .venv.
 venv: $(VENV)/.installed
@@ -35,7 +47,12 @@ $(SAM_VENV)/.installed: requirements-sam.txt constraints-sam.txt
 ## browser-deps: Debian's Chromium and ChromeDriver for the browser test.
 browser-deps:
 	@if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then \
-	  apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	  if command -v apt-get > /dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "make: the browser test needs chromium and chromedriver on PATH (Debian: sudo apt-get install chromium chromium-driver; macOS: brew install chromium chromedriver)" >&2; \
+	    exit 1; \
+	  fi; \
 	fi
 
 fmt-check:
@@ -89,12 +106,24 @@ bench: venv release lambda
 	$(CARGO) run --release --quiet -p integration-tests --bin bench_scale
 	$(CARGO) run --release --quiet -p integration-tests --bin bench_events
 
+## lambda-venv: only cargo-lambda and zig, for `make deploy` (not the test tools).
+lambda-venv: $(LAMBDA_VENV)/.installed
+
+$(LAMBDA_VENV)/.installed: requirements-lambda.txt
+	$(PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-lambda.txt
+	touch $@
+
 ## deploy: build with cargo-lambda and deploy with AWS SAM, as samconfig.toml says (the pinned
-## SAM CLI; cargo-lambda and zig from the test venv). The first time, give the parameters:
+## SAM CLI; cargo-lambda and zig from their own venv), in $AWS_REGION (the region the client
+## secrets and tokens are stored in). The first time, give the parameters:
 ## make deploy PARAMETERS="AllowedAccounts=me@example.com AlertEmail=me@example.com"
-deploy: venv sam-venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
-	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+deploy: prerequisites
+	@test -n "$(REGION)" || { echo "make deploy: set AWS_REGION to the region of your parameters (export AWS_REGION=eu-west-1): the stack, put-client-secrets and push must use the same one" >&2; exit 2; }
+	$(MAKE) --no-print-directory lambda-venv sam-venv
+	rustup target add $(LAMBDA_TARGET)
+	PATH="$(CURDIR)/$(LAMBDA_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --region $(REGION) $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) target
+	rm -rf $(VENV) $(SAM_VENV) $(LAMBDA_VENV) target
