@@ -488,6 +488,16 @@ mod tests {
         oauth: &ScriptedRefresher,
         access: &str,
     ) -> Result<Kept, Error> {
+        turn_from(repo, oauth, access, stored(repo).await).await
+    }
+
+    /// [`turn`] from a token read earlier (`stored`), not read again.
+    async fn turn_from(
+        repo: &ParameterRepository<MemoryParameters>,
+        oauth: &ScriptedRefresher,
+        access: &str,
+        stored: Stored,
+    ) -> Result<Kept, Error> {
         let secrets = secrets();
         let settings = settings();
         let keeper = Keeper {
@@ -498,7 +508,7 @@ mod tests {
             secrets: &secrets,
             settings: &settings,
         };
-        keeper.keep(stored(repo).await, now(), None).await
+        keeper.keep(stored, now(), None).await
     }
 
     fn stored_json(repo: &ParameterRepository<MemoryParameters>) -> Value {
@@ -639,18 +649,9 @@ mod tests {
         consent.lineage = Some(crate::grant_keeping::Lineage::Consent);
         repo.store().put_directly(TOKEN_PARAM, &json(&consent));
         let oauth = ScriptedRefresher::new(vec![grant("stale-access", None)]);
-        let secrets = secrets();
-        let settings = settings();
-        let gmail = FakeMailbox::accepting("stale-access");
-        let keeper = Keeper {
-            bus: &crate::events::NoBus,
-            repo: &repo,
-            oauth: &oauth,
-            gmail: &gmail,
-            secrets: &secrets,
-            settings: &settings,
-        };
-        let kept = keeper.keep(stored, now(), None).await.unwrap();
+        let kept = turn_from(&repo, &oauth, "stale-access", stored)
+            .await
+            .unwrap();
         assert_eq!(kept.saved, Some(Settled::Healed));
         assert_eq!(stored_json(&repo)["refresh_token"], "1//consent");
         assert_eq!(stored_json(&repo)["gmail_oauth"]["written_by"], "heal");
@@ -729,18 +730,9 @@ mod tests {
         let mut expired = stored(&repo).await;
         expired.token.expiry = None;
         let reads_before = repo.store().reads();
-        let secrets = secrets();
-        let settings = settings();
-        let gmail = FakeMailbox::accepting("newer-access");
-        let keeper = Keeper {
-            bus: &crate::events::NoBus,
-            repo: &repo,
-            oauth: &oauth,
-            gmail: &gmail,
-            secrets: &secrets,
-            settings: &settings,
-        };
-        let kept = keeper.keep(expired, now(), None).await.unwrap();
+        let kept = turn_from(&repo, &oauth, "newer-access", expired)
+            .await
+            .unwrap();
         assert_eq!(kept.saved, Some(Settled::Stored));
         assert_eq!(repo.store().reads() - reads_before, 1);
     }

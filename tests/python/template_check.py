@@ -264,8 +264,7 @@ def authorize_url(path, redirect_uri):
     output = template["Outputs"]["AuthorizeUrl"]["Value"]["Fn::If"]
     assert output[0] == "HasRedirectUri", output
     env = template["Resources"]["RefreshFunction"]["Properties"]["Environment"]["Variables"]
-    for other in [env["AUTHORIZE_URL"]["Fn::If"][1]]:
-        assert other == output[1], f"AUTHORIZE_URL is computed otherwise: {other}"
+    assert env["AUTHORIZE_URL"]["Fn::If"][1] == output[1], "AUTHORIZE_URL is computed otherwise"
     print(evaluate(output[1], {"RedirectUri": redirect_uri}))
 
 

@@ -243,17 +243,7 @@ async fn a_backlog_cut_by_max_events_is_published_whole_even_when_the_history_th
         until_settled(&app, 10).await.is_some(),
         "the resynchronisation never settled"
     );
-    let received: HashSet<String> = subscriber
-        .receive()
-        .await
-        .iter()
-        .map(|e| e.id().to_owned())
-        .collect();
-    let missing: Vec<&String> = delivered
-        .iter()
-        .filter(|id| !received.contains(*id))
-        .collect();
-    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert_none_lost(&subscriber, &delivered).await;
 }
 
 #[tokio::test]
@@ -287,17 +277,7 @@ async fn a_resynchronisation_moves_on_when_more_than_max_events_messages_share_a
         until_settled(&app, 10).await.is_some(),
         "the resynchronisation stalled"
     );
-    let received: HashSet<String> = subscriber
-        .receive()
-        .await
-        .iter()
-        .map(|e| e.id().to_owned())
-        .collect();
-    let missing: Vec<&String> = delivered
-        .iter()
-        .filter(|id| !received.contains(*id))
-        .collect();
-    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert_none_lost(&subscriber, &delivered).await;
 }
 
 #[tokio::test]
@@ -337,4 +317,19 @@ async fn the_one_tokens_checkpoint_belongs_to_its_account_and_a_new_account_star
         &world.secrets(),
         "the log",
     );
+}
+
+/// Every message in `delivered` reached `subscriber` (duplicates allowed, none lost).
+async fn assert_none_lost(subscriber: &Subscriber, delivered: &[String]) {
+    let received: HashSet<String> = subscriber
+        .receive()
+        .await
+        .iter()
+        .map(|e| e.id().to_owned())
+        .collect();
+    let missing: Vec<&String> = delivered
+        .iter()
+        .filter(|id| !received.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
 }
