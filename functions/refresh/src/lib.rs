@@ -62,8 +62,8 @@ impl Config {
                 events,
             },
             concurrency: config::concurrency(lookup)?,
-            write_interval: std::time::Duration::try_from_secs_f64(1.0 / common.ssm.write_tps)
-                .unwrap_or(std::time::Duration::MAX),
+            // The write pacer's own interval, so admission and pacing agree.
+            write_interval: gmail_oauth::pacing::Pacer::per_second(common.ssm.write_tps).interval(),
         };
         Ok(Config {
             common,
